@@ -1,0 +1,85 @@
+"""The files a run leaves in ``target/``: ``manifest.json`` and ``run_results.json``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .project import Project
+from .results import NodeResult
+
+SCHEMA_VERSION = 1
+
+
+def write_manifest(project: Project, generated_at: datetime) -> Path:
+    """Every node with its dependencies and config, as loaded."""
+    nodes: dict[str, Any] = {
+        name: {"kind": "seed", "path": seed.path, "depends_on": [], "config": asdict(seed.settings)}
+        for name, seed in project.seeds.items()
+    }
+    for name, model in project.models.items():
+        nodes[name] = {
+            "kind": "model",
+            "path": model.path,
+            "depends_on": sorted(model.depends_on),
+            "sources": [list(s) for s in model.sources],
+            "config": _config(model.config),
+            "compiled_sql": model.sql,
+        }
+    document = {"metadata": _metadata(project, generated_at), "nodes": nodes}
+    return _write(project.settings.target_path / "manifest.json", document)
+
+
+def write_run_results(
+    project: Project, results: Iterable[NodeResult], started_at: datetime, finished_at: datetime
+) -> Path:
+    """Per node: status, rows affected, timing, message, and whatever its materialization adds."""
+    document = {
+        "metadata": _metadata(project, finished_at),
+        "elapsed_time": (finished_at - started_at).total_seconds(),
+        "results": [_result(r) for r in results],
+    }
+    return _write(project.settings.target_path / "run_results.json", document)
+
+
+def _result(result: NodeResult) -> dict[str, Any]:
+    return {
+        "name": result.name,
+        "kind": result.kind,
+        "path": result.path,
+        "status": result.status,
+        "rows_affected": result.rows_affected,
+        "timing": {
+            "started_at": result.started_at.isoformat(),
+            "execution_time": round(result.seconds, 6),
+        },
+        "message": result.message,
+        **result.extra,
+    }
+
+
+def _config(config: Any) -> dict[str, Any]:
+    values = asdict(config)
+    values.update(values.pop("options"))
+    return values
+
+
+def _metadata(project: Project, generated_at: datetime) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "generated_at": generated_at.isoformat(),
+        "project_dir": str(project.settings.root),
+        "database": project.settings.database,
+    }
+
+
+def _write(path: Path, document: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path

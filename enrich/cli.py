@@ -1,0 +1,168 @@
+"""The ``enrich`` command: parse arguments, call one library function, print its result.
+
+Known errors (:class:`EnrichError`) become one line on stderr and exit code 1; anything else is a
+bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from . import runner
+from .errors import EnrichError
+from .results import NodeResult, RunResult
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except EnrichError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, one subcommand per library function."""
+    parser = argparse.ArgumentParser(
+        prog="enrich", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_text, configure, handler in COMMANDS:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument(
+            "--project-dir", default=".", metavar="DIR", help="the project folder (default: .)"
+        )
+        configure(sub)
+        sub.set_defaults(handler=handler)
+    return parser
+
+
+def _selection(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "-s",
+        "--select",
+        nargs="+",
+        default=[],
+        metavar="SEL",
+        help="name, +name, name+, tag:x, path:models/sub (default: everything)",
+    )
+    sub.add_argument(
+        "--exclude", nargs="+", default=[], metavar="SEL", help="selectors to leave out"
+    )
+
+
+def _configure_run(sub: argparse.ArgumentParser) -> None:
+    _selection(sub)
+    sub.add_argument(
+        "--full-refresh", action="store_true", help="reload every seed and rebuild every model"
+    )
+    sub.add_argument(
+        "--threads", type=int, default=1, metavar="N", help="models built at once (default: 1)"
+    )
+
+
+def _configure_seed(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("-s", "--select", nargs="+", default=[], metavar="SEL", help="seeds to load")
+    sub.add_argument("--full-refresh", action="store_true", help="reload even unchanged seeds")
+
+
+def _configure_model(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("model", metavar="MODEL", help="the model's name (its file name without .sql)")
+
+
+def _configure_show(sub: argparse.ArgumentParser) -> None:
+    _configure_model(sub)
+    sub.add_argument("--limit", type=int, default=5, metavar="N", help="rows to show (default: 5)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    result = runner.run(
+        args.project_dir,
+        select=args.select,
+        exclude=args.exclude,
+        full_refresh=args.full_refresh,
+        threads=args.threads,
+        on_result=_print_node,
+    )
+    return _summarize(result)
+
+
+def _seed(args: argparse.Namespace) -> int:
+    result = runner.seed(
+        args.project_dir, select=args.select, full_refresh=args.full_refresh, on_result=_print_node
+    )
+    return _summarize(result)
+
+
+def _ls(args: argparse.Namespace) -> int:
+    for node in runner.list_nodes(args.project_dir, select=args.select, exclude=args.exclude):
+        kind = node.materialized or node.kind
+        tags = f"  tags: {', '.join(node.tags)}" if node.tags else ""
+        print(f"{node.name:<32} {kind:<8} {node.path}{tags}")
+    return 0
+
+
+def _compile(args: argparse.Namespace) -> int:
+    print(runner.compile_model(args.project_dir, args.model))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    print(runner.show(args.project_dir, args.model, args.limit).text, end="")
+    return 0
+
+
+def _print_node(result: NodeResult) -> None:
+    label = {"success": "OK", "unchanged": "UNCHANGED", "error": "ERROR", "skipped": "SKIP"}[
+        result.status
+    ]
+    line = f"{result.kind:<5} {result.name:<32} {label:<9} {result.message} [{result.seconds:.2f}s]"
+    print(line, file=sys.stderr if result.status == "error" else sys.stdout, flush=True)
+
+
+def _summarize(result: RunResult) -> int:
+    counts = {
+        status: len(result.by_status(status))
+        for status in ("success", "unchanged", "error", "skipped")
+    }
+    seconds = (result.finished_at - result.started_at).total_seconds()
+    print(
+        f"Done in {seconds:.2f}s: {counts['success']} built, {counts['unchanged']} unchanged, "
+        f"{counts['error']} failed, {counts['skipped']} skipped."
+    )
+    if not result.ok:
+        print(
+            "error: some nodes failed; fix the errors above and run again "
+            "(details in target/run_results.json)",
+            file=sys.stderr,
+        )
+    return 0 if result.ok else 1
+
+
+def _noop(sub: argparse.ArgumentParser) -> None:
+    pass
+
+
+COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None], Handler], ...] = (
+    ("seed", "load the CSV files under seeds/ that changed", _configure_seed, _seed),
+    (
+        "run",
+        "load changed seeds, then build the selected models in DAG order",
+        _configure_run,
+        _run,
+    ),
+    ("ls", "list seeds and models in DAG order", _selection, _ls),
+    ("compile", "print a model's rendered DuckDB SQL", _configure_model, _compile),
+    ("show", "print the first rows of a model's query", _configure_show, _show),
+)

@@ -1,0 +1,164 @@
+"""DuckDB access: connecting, building views and tables, loading CSV seeds, reading rows.
+
+The only module that imports duckdb. Statements come from :mod:`enrich.sql`; values are bound as
+``?`` parameters.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from . import sql
+from .errors import ExecutionError, SeedError
+
+MEMORY = ":memory:"
+
+_RELATION_KIND = """
+SELECT lower(table_type) FROM information_schema.tables
+WHERE table_schema = coalesce(?, current_schema()) AND table_name = ?
+"""
+
+_LAST_REJECTS = """
+SELECT line, error_type, error_message FROM reject_errors
+WHERE scan_id = (SELECT max(scan_id) FROM reject_scans)
+ORDER BY line LIMIT 1
+"""
+
+
+@dataclass(frozen=True)
+class Table:
+    """Rows read back for display: column names, DuckDB types, rows, and DuckDB's own rendering."""
+
+    columns: list[str]
+    types: list[str]
+    rows: list[tuple[Any, ...]]
+    text: str
+
+
+class Database:
+    """One DuckDB database; :meth:`cursor` gives each worker thread its own connection."""
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection, path: str) -> None:
+        self._con = connection
+        self.path = path
+        self._lock = threading.Lock()
+
+    @classmethod
+    def connect(cls, path: str | Path) -> Database:
+        """Open (creating if needed) the database file at `path`, or an in-memory one."""
+        target = str(path)
+        if target != MEMORY:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return cls(duckdb.connect(target), target)
+        except duckdb.Error as err:
+            raise ExecutionError(
+                f"cannot open the DuckDB database {target}: {err}; "
+                "is another process holding it open for writing?"
+            ) from err
+
+    def cursor(self) -> Database:
+        """A connection to the same database for use in another thread."""
+        with self._lock:
+            return Database(self._con.cursor(), self.path)
+
+    def close(self) -> None:
+        """Close this connection."""
+        self._con.close()
+
+    def execute(self, statement: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> None:
+        """Run one statement."""
+        self._run(statement, params)
+
+    def fetchall(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a query and return its rows."""
+        return self._run(query, params).fetchall()
+
+    def fetchone(self, query: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        """Run a query and return its first row, if any."""
+        return self._run(query, params).fetchone()
+
+    def _run(
+        self, statement: str, params: Sequence[Any] | Mapping[str, Any]
+    ) -> duckdb.DuckDBPyConnection:
+        try:
+            return self._con.execute(statement, params)
+        except duckdb.Error as err:
+            raise ExecutionError(str(err).strip()) from err
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything inside commits together or not at all."""
+        self._con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
+        self._con.execute("COMMIT")
+
+    def relation_kind(self, name: str, schema: str | None = None) -> str | None:
+        """``'view'``, ``'base table'`` or None when `name` does not exist."""
+        row = self.fetchone(_RELATION_KIND, [schema, name])
+        return None if row is None else str(row[0])
+
+    def replace_relation(self, name: str, query_sql: str, kind: str) -> int | None:
+        """Build `name` as a view or table from a query, dropping one of the other kind first."""
+        existing = self.relation_kind(name)
+        with self.transaction():
+            if existing == "view" and kind == "table":
+                self.execute(sql.drop("view", name))
+            elif existing == "base table" and kind == "view":
+                self.execute(sql.drop("table", name))
+            build = sql.create_view if kind == "view" else sql.create_table_as
+            self.execute(build(name, query_sql))
+        return self.count(name) if kind == "table" else None
+
+    def count(self, name: str) -> int:
+        """Number of rows in a table or view."""
+        row = self.fetchone(f"SELECT count(*) FROM ({sql.select_all(name)})")
+        return int(row[0]) if row else 0
+
+    def load_csv(
+        self, name: str, path: Path, column_types: Mapping[str, str], delimiter: str
+    ) -> int:
+        """Replace table `name` with the CSV at `path`; a malformed row raises naming its line."""
+        options = "header = true, delim = ?, quote = '\"', escape = '\"', store_rejects = true"
+        types = ", types = ?" if column_types else ""
+        statement = sql.create_table_as(name, f"SELECT * FROM read_csv(?, {options}{types})")
+        params: list[Any] = [str(path), delimiter] + ([dict(column_types)] if column_types else [])
+        with self.transaction():
+            try:
+                self.execute(statement, params)
+            except ExecutionError as err:
+                raise SeedError(
+                    f"{path}: {err}; check the file is a UTF-8 CSV with a header"
+                ) from err
+            reject = self.fetchone(_LAST_REJECTS)
+            if reject is not None:
+                raise SeedError(
+                    f"{path}:{reject[0]}: {reject[1].lower()}: {reject[2]}; "
+                    "fix that row of the CSV (or its encoding: seeds are read as UTF-8)"
+                )
+        return self.count(name)
+
+    def read_table(self, query_sql: str, limit: int) -> Table:
+        """At most `limit` rows of a query, for display."""
+        try:
+            relation = self._con.sql(sql.limited(query_sql), params=[limit])
+            rows = relation.fetchall()
+        except duckdb.Error as err:
+            raise ExecutionError(str(err).strip()) from err
+        # DuckDB renders tables only by printing (str() caps at 20 rows), so capture its output.
+        buffer = io.StringIO()
+        with redirect_stdout(buffer):
+            relation.show(max_rows=max(limit, 1), max_width=200)
+        return Table(relation.columns, [str(t) for t in relation.types], rows, buffer.getvalue())

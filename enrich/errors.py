@@ -1,0 +1,50 @@
+"""Errors raised by enrich.
+
+Every error a user can cause is an :class:`EnrichError`; its message names the file, line, model or
+key at fault and says what to do next. Anything else escaping enrich is a bug.
+
+    EnrichError
+    ├── ProjectError        settings, files and model config (names the file and key)
+    │   └── SeedError       a seed CSV that cannot be loaded (names the file and line)
+    ├── SqlError            a model that does not parse (``models/x.sql:LINE:COL``)
+    ├── DependencyError     unknown ``ref``/``source`` ("did you mean …"), or a cycle
+    │                       (``a → b → a``)
+    ├── SelectionError      a ``--select``/``--exclude`` selector that is malformed
+    └── ExecutionError      DuckDB rejected a model while it ran
+"""
+
+from __future__ import annotations
+
+
+class EnrichError(Exception):
+    """Base class of every error a user of enrich can cause."""
+
+
+class ProjectError(EnrichError):
+    """The project's settings, files or a model's config are wrong."""
+
+
+class SeedError(ProjectError):
+    """A seed CSV cannot be loaded."""
+
+
+class SqlError(EnrichError):
+    """A model's SQL does not parse; carries the file, line and column."""
+
+    def __init__(self, message: str, *, path: str, line: int, col: int) -> None:
+        super().__init__(message)
+        self.path = path
+        self.line = line
+        self.col = col
+
+
+class DependencyError(EnrichError):
+    """A model refers to something that does not exist, or models form a cycle."""
+
+
+class SelectionError(EnrichError):
+    """A node selector is malformed."""
+
+
+class ExecutionError(EnrichError):
+    """DuckDB rejected a model while building it."""

@@ -1,0 +1,364 @@
+"""Loading a project: ``[tool.enrich]`` settings, seeds and SQL models, into frozen dataclasses.
+
+:func:`load_project` is the only code that reads project files. Every model is rendered and parsed
+here, before anything runs, so a mistake anywhere stops the run before it starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import dag, sql
+from .errors import DependencyError, ProjectError
+from .materializations import COMMON_CONFIG, MATERIALIZATIONS
+from .selector import NodeInfo
+from .suggest import did_you_mean
+from .templating import Relations, render
+
+SETTINGS_KEYS = frozenset(
+    {"database", "models_dir", "seeds_dir", "target_dir", "vars", "sources", "seeds"}
+)
+SEED_KEYS = frozenset({"column_types", "delimiter"})
+SOURCE_KEYS = frozenset({"schema", "tables"})
+
+
+@dataclass(frozen=True)
+class SeedSettings:
+    """How one seed CSV is read."""
+
+    column_types: Mapping[str, str] = field(default_factory=dict)  # column → DuckDB type
+    delimiter: str = ","
+
+
+@dataclass(frozen=True)
+class Source:
+    """Tables that exist in the database but are not built by enrich (dbt's sources)."""
+
+    name: str
+    schema: str
+    tables: tuple[str, ...] = ()  # empty: any table of the schema
+
+
+@dataclass(frozen=True)
+class Settings:
+    """``[tool.enrich]`` of pyproject.toml, with every default filled in."""
+
+    root: Path
+    database: str = "enrich.duckdb"  # relative to root, or ":memory:"
+    models_dir: str = "models"
+    seeds_dir: str = "seeds"
+    target_dir: str = "target"
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    sources: Mapping[str, Source] = field(default_factory=dict)
+    seeds: Mapping[str, SeedSettings] = field(default_factory=dict)
+
+    @property
+    def database_path(self) -> str:
+        """Where the DuckDB database is: a path, or ``:memory:``."""
+        return self.database if self.database == ":memory:" else str(self.root / self.database)
+
+    @property
+    def target_path(self) -> Path:
+        """The folder run artifacts are written to."""
+        return self.root / self.target_dir
+
+
+@dataclass(frozen=True)
+class Seed:
+    """A CSV file loaded into a table named after it."""
+
+    name: str
+    path: str  # relative to the project root
+    settings: SeedSettings
+
+    def content_hash(self, root: Path) -> str:
+        """sha256 over the file's bytes and the settings it is loaded with."""
+        digest = hashlib.sha256((root / self.path).read_bytes())
+        digest.update(
+            repr((sorted(self.settings.column_types.items()), self.settings.delimiter)).encode()
+        )
+        return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A model's ``config(...)``; `options` holds the keys its materialization adds."""
+
+    materialized: str = "view"
+    tags: tuple[str, ...] = ()
+    dialect: str = sql.DUCKDB
+    enabled: bool = True
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Model:
+    """One SQL model: its rendered DuckDB query, config and dependencies."""
+
+    name: str
+    path: str  # relative to the project root
+    sql: str  # rendered and, when written in another dialect, transpiled to DuckDB
+    config: ModelConfig
+    depends_on: frozenset[str]  # model and seed names, from ref() and tables named directly
+    sources: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Project:
+    """Everything :func:`load_project` read."""
+
+    settings: Settings
+    seeds: Mapping[str, Seed]
+    models: Mapping[str, Model]
+
+    def graph(self) -> dict[str, set[str]]:
+        """Node → the nodes it depends on, seeds included."""
+        graph: dict[str, set[str]] = {name: set() for name in self.seeds}
+        graph.update({name: set(model.depends_on) for name, model in self.models.items()})
+        return graph
+
+    def node_info(self) -> dict[str, NodeInfo]:
+        """What selectors match on, per node."""
+        info = {name: NodeInfo((), seed.path) for name, seed in self.seeds.items()}
+        info.update({n: NodeInfo(m.config.tags, m.path) for n, m in self.models.items()})
+        return info
+
+    def model(self, name: str) -> Model:
+        """The model called `name`, or a DependencyError that suggests a close name."""
+        if name not in self.models:
+            hint = did_you_mean(name, self.models)
+            raise DependencyError(f"no model named {name!r}{hint}; run 'enrich ls' to list them")
+        return self.models[name]
+
+
+def load_project(path: str | Path = ".") -> Project:
+    """Read and check the project at `path`: settings, seeds, every model, the DAG."""
+    settings = load_settings(Path(path))
+    seeds = _discover_seeds(settings)
+    files = _discover_models(settings, seeds)
+    nodes = set(seeds) | set(files)
+    models = {name: load_model(settings, name, rel, nodes) for name, rel in files.items()}
+    models = {name: m for name, m in models.items() if m.config.enabled}
+    project = Project(settings, seeds, models)
+    dag.topological_order(project.graph())
+    return project
+
+
+def load_settings(root: Path) -> Settings:
+    """``[tool.enrich]`` from ``root/pyproject.toml``; a folder without one gets the defaults."""
+    root = root.resolve()
+    if not root.is_dir():
+        raise ProjectError(f"project folder {root} does not exist; pass --project-dir DIR")
+    table = _tool_table(root / "pyproject.toml")
+    _check_keys(table, SETTINGS_KEYS, "pyproject.toml [tool.enrich]")
+    return Settings(
+        root=root,
+        database=_string(table, "database", "enrich.duckdb"),
+        models_dir=_string(table, "models_dir", "models"),
+        seeds_dir=_string(table, "seeds_dir", "seeds"),
+        target_dir=_string(table, "target_dir", "target"),
+        vars=_table(table, "vars", "[tool.enrich]"),
+        sources=_sources(_table(table, "sources", "[tool.enrich]")),
+        seeds=_seed_settings(_table(table, "seeds", "[tool.enrich]")),
+    )
+
+
+def _tool_table(pyproject: Path) -> Mapping[str, Any]:
+    if not pyproject.is_file():
+        return {}
+    try:
+        document = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ProjectError(f"{pyproject}: {err}; fix the TOML there") from err
+    return _table(document.get("tool", {}), "enrich", "pyproject.toml [tool]")
+
+
+def _check_keys(table: Mapping[str, Any], known: frozenset[str], where: str) -> None:
+    for key in table:
+        if key not in known:
+            raise ProjectError(
+                f"{where}: unknown key {key!r}{did_you_mean(key, known)}; "
+                f"known keys: {', '.join(sorted(known))}"
+            )
+
+
+def _table(table: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    value = table.get(key, {})
+    if not isinstance(value, Mapping):
+        raise ProjectError(f"pyproject.toml {where}: {key!r} must be a table, like [{key}]")
+    return value
+
+
+def _string(table: Mapping[str, Any], key: str, default: str) -> str:
+    value = table.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise ProjectError(f"pyproject.toml [tool.enrich]: {key!r} must be a non-empty string")
+    return value
+
+
+def _sources(table: Mapping[str, Any]) -> dict[str, Source]:
+    sources: dict[str, Source] = {}
+    for name, entry in table.items():
+        where = f"pyproject.toml [tool.enrich.sources.{name}]"
+        entry = _table(table, name, "[tool.enrich.sources]")
+        _check_keys(entry, SOURCE_KEYS, where)
+        tables = entry.get("tables", [])
+        if not isinstance(tables, list) or not all(isinstance(t, str) for t in tables):
+            raise ProjectError(f"{where}: 'tables' must be a list of table names")
+        sources[name] = Source(name, str(entry.get("schema", name)), tuple(tables))
+    return sources
+
+
+def _seed_settings(table: Mapping[str, Any]) -> dict[str, SeedSettings]:
+    seeds: dict[str, SeedSettings] = {}
+    for name in table:
+        where = f"pyproject.toml [tool.enrich.seeds.{name}]"
+        entry = _table(table, name, "[tool.enrich.seeds]")
+        _check_keys(entry, SEED_KEYS, where)
+        types = _table(entry, "column_types", where)
+        if not all(isinstance(v, str) for v in types.values()):
+            raise ProjectError(f"{where}: column_types maps a column to a DuckDB type name")
+        seeds[name] = SeedSettings(dict(types), str(entry.get("delimiter", ",")))
+    return seeds
+
+
+def _discover_seeds(settings: Settings) -> dict[str, Seed]:
+    folder = settings.root / settings.seeds_dir
+    paths = sorted(folder.glob("*.csv")) if folder.is_dir() else []
+    seeds = {
+        p.stem: Seed(
+            p.stem, _relative(p, settings.root), settings.seeds.get(p.stem, SeedSettings())
+        )
+        for p in paths
+    }
+    for name in settings.seeds:
+        if name not in seeds:
+            raise ProjectError(
+                f"pyproject.toml [tool.enrich.seeds.{name}]: no seed file "
+                f"{settings.seeds_dir}/{name}.csv{did_you_mean(name, seeds)}"
+            )
+    return seeds
+
+
+def _discover_models(settings: Settings, seeds: Mapping[str, Seed]) -> dict[str, str]:
+    folder = settings.root / settings.models_dir
+    files: dict[str, str] = {}
+    for path in sorted(folder.rglob("*.sql")) if folder.is_dir() else []:
+        rel = _relative(path, settings.root)
+        clash = files.get(path.stem) or (seeds[path.stem].path if path.stem in seeds else None)
+        if clash:
+            raise ProjectError(f"{rel} and {clash} both define {path.stem!r}; rename one of them")
+        files[path.stem] = rel
+    return files
+
+
+def _relative(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def load_model(settings: Settings, name: str, path: str, nodes: set[str]) -> Model:
+    """Render, parse and check one model file."""
+    template = _read_model(settings.root / path, path)
+    first = render(
+        template,
+        path=path,
+        relations=_relations(settings, name, sql.DUCKDB),
+        variables=settings.vars,
+    )
+    config = model_config(first.config, path)
+    rendered = first
+    if config.dialect != sql.DUCKDB:
+        relations = _relations(settings, name, config.dialect)
+        rendered = render(template, path=path, relations=relations, variables=settings.vars)
+    _check_refs(rendered.refs, nodes, path)
+    _check_sources(rendered.sources, settings.sources, path)
+    query = sql.parse_model(rendered.sql, dialect=config.dialect, path=path)
+    lowered = {node.lower(): node for node in nodes}
+    implicit = {lowered[t.lower()] for t in sql.local_tables(query) if t.lower() in lowered}
+    depends_on = (set(rendered.refs) | implicit) - {name}
+    return Model(
+        name=name,
+        path=path,
+        sql=sql.to_duckdb(query, rendered.sql, config.dialect),
+        config=config,
+        depends_on=frozenset(depends_on),
+        sources=tuple(rendered.sources),
+    )
+
+
+def _read_model(path: Path, rel: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ProjectError(
+            f"{rel}: not UTF-8 text (byte {err.start}); save the file as UTF-8"
+        ) from err
+
+
+def _relations(settings: Settings, name: str, dialect: str) -> Relations:
+    def source(source_name: str, table: str) -> str:
+        found = settings.sources.get(source_name)
+        return sql.quote_table(table, found.schema if found else source_name, dialect)
+
+    return Relations(
+        ref=lambda node: sql.quote_table(node, dialect=dialect),
+        source=source,
+        this=sql.quote_table(name, dialect=dialect),
+    )
+
+
+def _check_refs(refs: list[str], nodes: set[str], path: str) -> None:
+    for ref in refs:
+        if ref not in nodes:
+            raise DependencyError(
+                f"{path}: ref('{ref}') is not a model or seed{did_you_mean(ref, nodes)}; "
+                "models are the .sql files under models/, seeds the .csv files under seeds/"
+            )
+
+
+def _check_sources(used: list[tuple[str, str]], sources: Mapping[str, Source], path: str) -> None:
+    for source_name, table in used:
+        found = sources.get(source_name)
+        if found is None:
+            raise DependencyError(
+                f"{path}: source('{source_name}', '{table}') is not declared"
+                f"{did_you_mean(source_name, sources)}; declare it under "
+                f"[tool.enrich.sources.{source_name}] in pyproject.toml"
+            )
+        if found.tables and table not in found.tables:
+            raise DependencyError(
+                f"{path}: source '{source_name}' has no table {table!r}"
+                f"{did_you_mean(table, found.tables)}; add it to its 'tables' list"
+            )
+
+
+def model_config(values: Mapping[str, Any], path: str) -> ModelConfig:
+    """Check a model's ``config(...)`` keys against its materialization and build the config."""
+    materialized = values.get("materialized", "view")
+    if materialized not in MATERIALIZATIONS:
+        raise ProjectError(
+            f"{path}: materialized={materialized!r} is unknown"
+            f"{did_you_mean(str(materialized), MATERIALIZATIONS)}; "
+            f"use one of: {', '.join(MATERIALIZATIONS)}"
+        )
+    known = COMMON_CONFIG | MATERIALIZATIONS[materialized].config_keys
+    for key in values:
+        if key not in known:
+            raise ProjectError(
+                f"{path}: config key {key!r} is unknown{did_you_mean(key, known)}; "
+                f"a {materialized} model takes: {', '.join(sorted(known))}"
+            )
+    tags = values.get("tags", ())
+    tags = (tags,) if isinstance(tags, str) else tuple(tags)
+    return ModelConfig(
+        materialized=materialized,
+        tags=tags,
+        dialect=sql.check_dialect(str(values.get("dialect", sql.DUCKDB)), path),
+        enabled=bool(values.get("enabled", True)),
+        options={k: v for k, v in values.items() if k not in COMMON_CONFIG},
+    )

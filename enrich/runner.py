@@ -1,0 +1,262 @@
+"""Running a project: load changed seeds, then build the selected models in DAG order.
+
+These functions are the library API the CLI calls; they return results and never print.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import artifacts, dag, ledger, selector
+from .db import Database, Table
+from .errors import EnrichError
+from .materializations import MATERIALIZATIONS, BuildContext
+from .project import Model, Project, Seed, load_project
+from .results import NodeResult, RunResult, Status
+
+OnResult = Callable[[NodeResult], None]
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The wall clock, in UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One line of ``enrich ls``."""
+
+    name: str
+    kind: str
+    path: str
+    materialized: str | None
+    tags: tuple[str, ...]
+    depends_on: tuple[str, ...]
+
+
+def run(
+    project_dir: str | Path = ".",
+    *,
+    select: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    full_refresh: bool = False,
+    threads: int = 1,
+    on_result: OnResult | None = None,
+    clock: Clock = utc_now,
+) -> RunResult:
+    """Load changed seeds, then build the selected models; a failure skips only its downstream."""
+    project = load_project(project_dir)
+    chosen = selector.select(project.graph(), project.node_info(), select, exclude)
+    models = {n for n in chosen if n in project.models}
+    seeds = {n for n in chosen | dag.upstream(project.graph(), models) if n in project.seeds}
+
+    def work(db: Database, report: OnResult) -> list[NodeResult]:
+        loaded = _load_seeds(db, project, sorted(seeds), full_refresh, clock, report)
+        failed = {r.name for r in loaded if r.status == "error"}
+        builder = _ModelBuilder(db, project, full_refresh, clock, report)
+        return loaded + builder.build(models, failed, threads)
+
+    return _execute(project, clock, on_result, work)
+
+
+def seed(
+    project_dir: str | Path = ".",
+    *,
+    select: Sequence[str] = (),
+    full_refresh: bool = False,
+    on_result: OnResult | None = None,
+    clock: Clock = utc_now,
+) -> RunResult:
+    """Load the seeds whose CSV changed since they were last loaded (all with `full_refresh`)."""
+    project = load_project(project_dir)
+    chosen = selector.select(project.graph(), project.node_info(), select) & set(project.seeds)
+    return _execute(
+        project,
+        clock,
+        on_result,
+        lambda db, report: _load_seeds(db, project, sorted(chosen), full_refresh, clock, report),
+    )
+
+
+def compile_model(project_dir: str | Path, name: str) -> str:
+    """The rendered DuckDB SQL of one model."""
+    return load_project(project_dir).model(name).sql
+
+
+def show(project_dir: str | Path, name: str, limit: int = 5) -> Table:
+    """The first `limit` rows of a model's query, run against the database as it is now."""
+    project = load_project(project_dir)
+    model = project.model(name)
+    with _open(project) as db:
+        return db.read_table(model.sql, limit)
+
+
+def list_nodes(
+    project_dir: str | Path = ".", *, select: Sequence[str] = (), exclude: Sequence[str] = ()
+) -> list[Node]:
+    """The seeds and models a selection picks, in DAG order."""
+    project = load_project(project_dir)
+    chosen = selector.select(project.graph(), project.node_info(), select, exclude)
+    return [
+        _node(project, name) for name in dag.topological_order(project.graph()) if name in chosen
+    ]
+
+
+def _node(project: Project, name: str) -> Node:
+    if name in project.seeds:
+        return Node(name, "seed", project.seeds[name].path, None, (), ())
+    model = project.models[name]
+    config = model.config
+    return Node(
+        name, "model", model.path, config.materialized, config.tags, tuple(sorted(model.depends_on))
+    )
+
+
+Work = Callable[[Database, OnResult], list[NodeResult]]
+
+
+def _execute(project: Project, clock: Clock, on_result: OnResult | None, work: Work) -> RunResult:
+    started = clock()
+    artifacts.write_manifest(project, started)
+    with _open(project) as db:
+        results = work(db, on_result or (lambda _: None))
+    outcome = RunResult(tuple(results), started, clock())
+    artifacts.write_run_results(project, outcome.results, outcome.started_at, outcome.finished_at)
+    return outcome
+
+
+@contextmanager
+def _open(project: Project) -> Iterator[Database]:
+    db = Database.connect(project.settings.database_path)
+    try:
+        ledger.migrate(db)
+        yield db
+    finally:
+        db.close()
+
+
+def _load_seeds(
+    db: Database,
+    project: Project,
+    names: list[str],
+    full_refresh: bool,
+    clock: Clock,
+    report: OnResult,
+) -> list[NodeResult]:
+    results = []
+    for name in names:
+        result = _load_seed(db, project, project.seeds[name], full_refresh, clock)
+        report(result)
+        results.append(result)
+    return results
+
+
+def _load_seed(
+    db: Database, project: Project, seed: Seed, full_refresh: bool, clock: Clock
+) -> NodeResult:
+    started, tick = clock(), time.perf_counter()
+    root = project.settings.root
+    content_hash = seed.content_hash(root)
+    unchanged = ledger.seed_hash(db, seed.name) == content_hash and db.relation_kind(seed.name)
+    if unchanged and not full_refresh:
+        return NodeResult(
+            seed.name, "seed", seed.path, "unchanged", started, 0.0, "unchanged since last load"
+        )
+    try:
+        rows = db.load_csv(
+            seed.name, root / seed.path, seed.settings.column_types, seed.settings.delimiter
+        )
+    except EnrichError as err:
+        return NodeResult(
+            seed.name, "seed", seed.path, "error", started, time.perf_counter() - tick, str(err)
+        )
+    ledger.record_seed(db, seed.name, content_hash, rows, started)
+    seconds = time.perf_counter() - tick
+    return NodeResult(
+        seed.name, "seed", seed.path, "success", started, seconds, f"loaded {rows} rows", rows
+    )
+
+
+class _ModelBuilder:
+    """Builds models in DAG order on up to `threads` connections; a failure skips its downstream."""
+
+    def __init__(
+        self, db: Database, project: Project, full_refresh: bool, clock: Clock, report: OnResult
+    ) -> None:
+        self.db, self.project, self.full_refresh = db, project, full_refresh
+        self.clock, self.report = clock, report
+        self.results: list[NodeResult] = []
+
+    def build(self, names: set[str], failed: set[str], threads: int) -> list[NodeResult]:
+        graph = {n: set(self.project.models[n].depends_on) & names for n in names}
+        sorter = dag.sorter_for(graph)
+        blocked = set(failed)
+        with ThreadPoolExecutor(max_workers=max(threads, 1)) as pool:
+            running: dict[Future[NodeResult], str] = {}
+            while sorter.is_active():
+                for name in sorted(sorter.get_ready()):
+                    cause = self.project.models[name].depends_on & blocked
+                    if cause:
+                        blocked.add(name)
+                        self._finish(self._skipped(name, sorted(cause)[0]))
+                        sorter.done(name)
+                    else:
+                        running[pool.submit(self._build_one, name)] = name
+                if not running:
+                    continue
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    name = running.pop(future)
+                    result = future.result()
+                    if result.status == "error":
+                        blocked.add(name)
+                    self._finish(result)
+                    sorter.done(name)
+        return self.results
+
+    def _finish(self, result: NodeResult) -> None:
+        self.results.append(result)
+        self.report(result)
+
+    def _build_one(self, name: str) -> NodeResult:
+        model = self.project.models[name]
+        started, tick = self.clock(), time.perf_counter()
+        db = self.db.cursor()
+        try:
+            ctx = BuildContext(db=db, project=self.project, full_refresh=self.full_refresh)
+            outcome = MATERIALIZATIONS[model.config.materialized].build(model, ctx)
+        except EnrichError as err:
+            return self._result(model, "error", started, tick, f"{model.path}: {err}")
+        finally:
+            db.close()
+        return self._result(
+            model, "success", started, tick, outcome.message, outcome.rows_affected, outcome.extra
+        )
+
+    def _result(
+        self,
+        model: Model,
+        status: Status,
+        started: datetime,
+        tick: float,
+        message: str,
+        rows: int | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> NodeResult:
+        seconds = time.perf_counter() - tick
+        return NodeResult(
+            model.name, "model", model.path, status, started, seconds, message, rows, extra or {}
+        )
+
+    def _skipped(self, name: str, cause: str) -> NodeResult:
+        model = self.project.models[name]
+        message = f"skipped because {cause} did not build"
+        return NodeResult(name, "model", model.path, "skipped", self.clock(), 0.0, message)

@@ -1,0 +1,112 @@
+"""Everything that reads or writes SQL text: parsing models, finding the tables they read,
+transpiling to DuckDB, and quoting identifiers for the statements enrich builds.
+
+The only module that imports sqlglot.
+"""
+
+from __future__ import annotations
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+from .errors import ProjectError, SqlError
+from .suggest import did_you_mean
+
+DUCKDB = "duckdb"
+
+
+def check_dialect(dialect: str, path: str) -> str:
+    """Return `dialect` if sqlglot knows it, else raise naming the model file."""
+    names = [d.value for d in sqlglot.Dialects if d.value]
+    if dialect not in names:
+        raise ProjectError(
+            f"{path}: unknown dialect {dialect!r}{did_you_mean(dialect, names)}; "
+            f"use one of: {', '.join(sorted(names))}"
+        )
+    return dialect
+
+
+def quote(name: str, dialect: str = DUCKDB) -> str:
+    """A quoted identifier.
+
+    >>> quote("top movies")
+    '"top movies"'
+    """
+    return exp.to_identifier(name, quoted=True).sql(dialect)
+
+
+def quote_table(name: str, schema: str | None = None, dialect: str = DUCKDB) -> str:
+    """A quoted, optionally schema-qualified table name.
+
+    >>> quote_table("t", "raw")
+    '"raw"."t"'
+    """
+    return exp.table_(name, db=schema, quoted=True).sql(dialect)
+
+
+def parse_model(sql: str, *, dialect: str, path: str) -> exp.Query:
+    """Parse a rendered model; it must be exactly one query."""
+    try:
+        statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+    except ParseError as err:
+        raise _syntax_error(err, path) from err
+    except TokenError as err:
+        raise SqlError(f"{path}: cannot read the SQL: {err}", path=path, line=0, col=0) from err
+    if len(statements) != 1 or not isinstance(statements[0], exp.Query):
+        raise ProjectError(
+            f"{path}: a model is exactly one SELECT statement, found "
+            f"{len(statements)} statement(s); remove the others"
+        )
+    return statements[0]
+
+
+def _syntax_error(err: ParseError, path: str) -> SqlError:
+    first = err.errors[0] if err.errors else {}
+    line, col = int(first.get("line") or 0), int(first.get("col") or 0)
+    near = (first.get("highlight") or "").strip()
+    what = str(first.get("description") or err)
+    return SqlError(
+        f"{path}:{line}:{col}: syntax error near {near!r}: {what}; fix the SQL at that point",
+        path=path,
+        line=line,
+        col=col,
+    )
+
+
+def local_tables(query: exp.Query) -> set[str]:
+    """Names of the tables a query reads without a schema (or from ``main``); CTEs excluded."""
+    return {t.name for t in exp.find_tables(query) if t.db in ("", "main") and not t.catalog}
+
+
+def to_duckdb(query: exp.Query, sql: str, dialect: str) -> str:
+    """The model's SQL for DuckDB: as written when it is DuckDB already, else transpiled."""
+    if dialect == DUCKDB:
+        return sql.strip().rstrip(";").strip()
+    return query.sql(DUCKDB, pretty=True)
+
+
+def create_view(name: str, query_sql: str) -> str:
+    """``CREATE OR REPLACE VIEW`` over a model's query."""
+    return f"CREATE OR REPLACE VIEW {quote_table(name)} AS\n{query_sql}"
+
+
+def create_table_as(name: str, query_sql: str) -> str:
+    """``CREATE OR REPLACE TABLE … AS`` a model's query."""
+    return f"CREATE OR REPLACE TABLE {quote_table(name)} AS\n{query_sql}"
+
+
+def drop(kind: str, name: str) -> str:
+    """``DROP VIEW|TABLE IF EXISTS``."""
+    keyword = {"view": "VIEW", "table": "TABLE"}[kind]
+    return f"DROP {keyword} IF EXISTS {quote_table(name)}"
+
+
+def select_all(name: str, limit: bool = False) -> str:
+    """``SELECT * FROM name`` with an optional ``LIMIT ?`` parameter."""
+    return f"SELECT * FROM {quote_table(name)}" + (" LIMIT ?" if limit else "")
+
+
+def limited(query_sql: str) -> str:
+    """A model's query wrapped to return at most ``?`` rows."""
+    return f"SELECT * FROM (\n{query_sql}\n) AS model LIMIT ?"
