@@ -54,9 +54,13 @@ def run(
 ) -> RunResult:
     """Load changed seeds, then build the selected models; a failure skips only its downstream."""
     project = load_project(project_dir)
-    chosen = selector.select(project.graph(), project.node_info(), select, exclude)
+    graph, info = project.graph(), project.node_info()
+    chosen = selector.select(graph, info, select, exclude)
     models = {n for n in chosen if n in project.models}
-    seeds = {n for n in chosen | dag.upstream(project.graph(), models) if n in project.seeds}
+    # Seeds are cheap to check, so the seeds a chosen model reads are loaded when they changed,
+    # unless excluded by name.
+    excluded = selector.select(graph, info, exclude) if exclude else set()
+    seeds = {n for n in chosen | dag.upstream(graph, models) if n in project.seeds} - excluded
 
     def work(db: Database, report: OnResult) -> list[NodeResult]:
         loaded = _load_seeds(db, project, sorted(seeds), full_refresh, clock, report)

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pytest
+
+import enrich
+
+
+def _statuses(result):
+    return {r.name: r.status for r in result.results}
+
+
+def test_run_builds_seeds_then_models_in_dag_order(basic_project):
+    result = enrich.run(basic_project)
+    names = [r.name for r in result.results]
+    assert names[0] == "people"
+    assert names.index("stg_people") < names.index("people_by_city")
+    assert names.index("stg_people") < names.index("londoners")
+    assert result.ok
+    with duckdb.connect(str(basic_project / "enrich.duckdb")) as con:
+        assert con.sql("select * from people_by_city order by city").fetchall() == [
+            ("Helsinki", 1), ("London", 1), ("New York", 1),
+        ]
+        kinds = dict(con.sql("select table_name, table_type from information_schema.tables").fetchall())
+    assert kinds["stg_people"] == "VIEW" and kinds["people_by_city"] == "BASE TABLE"
+
+
+def test_a_failing_model_skips_its_downstream_and_not_the_rest(basic_project):
+    (basic_project / "models/staging/stg_people.sql").write_text("select id, no_such_column from people")
+    result = enrich.run(basic_project, threads=2)
+    statuses = _statuses(result)
+    assert statuses["stg_people"] == "error"
+    assert statuses["people_by_city"] == statuses["londoners"] == "skipped"
+    assert statuses["other"] == "success"
+    assert not result.ok
+    failed = result.by_status("error")[0]
+    assert failed.message.startswith("models/staging/stg_people.sql: ")
+    assert "no_such_column" in failed.message
+
+
+def test_select_runs_only_the_chosen_models_and_their_seeds(basic_project):
+    result = enrich.run(basic_project, select=["londoners"])
+    assert _statuses(result) == {"people": "success", "londoners": "error"}
+    result = enrich.run(basic_project, select=["+londoners"], exclude=["people"])
+    assert _statuses(result) == {"stg_people": "success", "londoners": "success"}
+
+
+def test_switching_a_model_from_view_to_table(basic_project):
+    enrich.run(basic_project)
+    path = basic_project / "models/other.sql"
+    path.write_text("{{ config(materialized='table') }} select 42 as answer")
+    assert enrich.run(basic_project, select=["other"]).ok
+    path.write_text("select 43 as answer")
+    assert enrich.run(basic_project, select=["other"]).ok
+    with duckdb.connect(str(basic_project / "enrich.duckdb")) as con:
+        assert con.sql("select * from other").fetchall() == [(43,)]
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_threads_build_the_same_result(basic_project, threads):
+    assert enrich.run(basic_project, threads=threads).ok
+
+
+def test_run_results_and_manifest(basic_project):
+    (basic_project / "models/other.sql").write_text("select * from nowhere")
+    enrich.run(basic_project)
+    results = json.loads((basic_project / "target/run_results.json").read_text())
+    by_name = {r["name"]: r for r in results["results"]}
+    assert by_name["people"]["rows_affected"] == 3
+    assert by_name["people_by_city"]["status"] == "success"
+    assert by_name["people_by_city"]["rows_affected"] == 3
+    assert by_name["other"]["status"] == "error" and "nowhere" in by_name["other"]["message"]
+    assert set(by_name["stg_people"]["timing"]) == {"started_at", "execution_time"}
+    assert results["elapsed_time"] >= 0
+    manifest = json.loads((basic_project / "target/manifest.json").read_text())
+    node = manifest["nodes"]["people_by_city"]
+    assert node["depends_on"] == ["stg_people"]
+    assert node["config"]["materialized"] == "table"
+    assert node["config"]["tags"] == ["marts"]
+    assert manifest["nodes"]["people"]["kind"] == "seed"
+
+
+def test_compile_and_show(basic_project):
+    assert 'from "people"' in enrich.compile_model(basic_project, "stg_people")
+    enrich.run(basic_project)
+    table = enrich.show(basic_project, "stg_people", limit=2)
+    assert table.columns == ["id", "name", "city"]
+    assert table.rows == [(1, "ADA", "London"), (2, "GRACE", "New York")]
+    assert "GRACE" in table.text
+
+
+def test_list_nodes_in_dag_order(basic_project):
+    nodes = enrich.list_nodes(basic_project, select=["path:models/marts"])
+    assert [n.name for n in nodes] == ["londoners", "people_by_city"]
+    assert nodes[1].materialized == "table"
