@@ -7,10 +7,12 @@ bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from . import runner
+from . import server as local_server
 from .errors import EnrichError
 from .results import NodeResult, RunResult
 
@@ -123,6 +125,74 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_serve(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    sub.add_argument("--port", type=int, default=8787, help="port (default: 8787)")
+    sub.add_argument(
+        "--data-dir",
+        default=None,
+        metavar="DIR",
+        help="where files and batches are kept (default: target/local-batch-api)",
+    )
+    sub.add_argument(
+        "--responder",
+        choices=["offline", "forward"],
+        default="offline",
+        help="offline: deterministic answers; forward: send each line to --upstream",
+    )
+    sub.add_argument(
+        "--upstream", metavar="URL", help="OpenAI-compatible base URL for --responder forward"
+    )
+    sub.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="the key clients must send (default: $ENRICH_SERVER_API_KEY, else a random one)",
+    )
+    sub.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="server time runs X times faster than the wall clock",
+    )
+    sub.add_argument(
+        "--realistic",
+        action="store_true",
+        help="real-API delays (validating 3s, 0.1s a line, finalizing 2min); use with --time-scale",
+    )
+    sub.add_argument(
+        "--fault",
+        nargs="+",
+        default=[],
+        metavar="NAME=VALUE",
+        help="inject faults, e.g. fail_fraction=0.1 expire_after_fraction=0.4",
+    )
+
+
+def _serve_local(args: argparse.Namespace) -> int:
+    config = local_server.config_from_args(
+        project_dir=args.project_dir,
+        data_dir=args.data_dir,
+        responder=args.responder,
+        upstream=args.upstream,
+        api_key=args.api_key or os.environ.get("ENRICH_SERVER_API_KEY"),
+        upstream_api_key=os.environ.get("OPENAI_API_KEY"),
+        realistic=args.realistic,
+        faults=args.fault,
+    )
+    print(
+        f"enrich local Batch API on http://{args.host}:{args.port}/v1 (data in {config.data_dir})"
+    )
+    print(
+        f"  export OPENAI_BASE_URL=http://{args.host}:{args.port}/v1 OPENAI_API_KEY={config.api_key}",
+        flush=True,
+    )
+    local_server.serve_forever(
+        config, args.host, args.port, local_server.ScaledClock(args.time_scale)
+    )
+    return 0
+
+
 def _print_node(result: NodeResult) -> None:
     label = {"success": "OK", "unchanged": "UNCHANGED", "error": "ERROR", "skipped": "SKIP"}[
         result.status
@@ -165,4 +235,10 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None], Handl
     ("ls", "list seeds and models in DAG order", _selection, _ls),
     ("compile", "print a model's rendered DuckDB SQL", _configure_model, _compile),
     ("show", "print the first rows of a model's query", _configure_show, _show),
+    (
+        "serve-local",
+        "serve the local OpenAI Files + Batches API over HTTP",
+        _configure_serve,
+        _serve_local,
+    ),
 )

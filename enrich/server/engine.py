@@ -1,0 +1,676 @@
+"""The Files and Batches the server holds, and the lifecycle that moves each batch along.
+
+Time is read from an injected clock. :meth:`Engine.tick` brings every batch up to the clock's
+present, so the same calls give the same results whether the server is polled every second or once
+a day; every timestamp is the moment the step would have happened, never later than now.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import secrets
+import string
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, BinaryIO
+
+from ..tokens import estimate_prompt
+from .clock import Clock
+from .config import Faults, ServerConfig
+from .replies import ApiError, LineError, Reply, error_reply
+from .store import Store, body_hash
+from .validation import validate
+
+Respond = Callable[[str, Mapping[str, Any], float], Reply]
+
+ENDPOINTS = (
+    "/v1/responses",
+    "/v1/chat/completions",
+    "/v1/embeddings",
+    "/v1/completions",
+    "/v1/moderations",
+    "/v1/images/generations",
+    "/v1/images/edits",
+    "/v1/videos",
+)
+ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
+TERMINAL = ("completed", "failed", "expired", "cancelled")
+THIRTY_DAYS = 30 * 86_400
+_BASE62 = string.ascii_letters + string.digits
+_EXPIRED = LineError(
+    "batch_expired", "This request could not be executed before the completion window expired."
+)
+_CANCELLED = LineError("batch_cancelled", "The batch was cancelled before this request executed.")
+_TIMEOUT = LineError("request_timeout", "The underlying call to the model timed out.")
+
+
+def file_id() -> str:
+    """A new id shaped like OpenAI's: ``file-`` and 22 base62 characters."""
+    return "file-" + "".join(secrets.choice(_BASE62) for _ in range(22))
+
+
+class Engine:
+    """Every operation of the Files and Batches API, over a :class:`Store`, thread-safe."""
+
+    def __init__(self, config: ServerConfig, clock: Clock, respond: Respond) -> None:
+        self.config, self.clock, self.respond = config, clock, respond
+        self.faults = config.faults
+        self.store = Store(config.data_dir)
+        self._lock = threading.RLock()
+        self._pool = ThreadPoolExecutor(max_workers=max(config.concurrency, 1))
+        self._files = {f["id"]: f for f in self.store.files()}
+        self._batches = {r["batch"]["id"]: r for r in self.store.batches()}
+        for record in self._batches.values():
+            record["executed"] = len(self.store.results(record["batch"]["id"]))
+        seqs = [r["seq"] for r in self._batches.values()] + [
+            f.get("_seq", 0) for f in self._files.values()
+        ]
+        self._seq = max(seqs, default=0)
+        self._lines: dict[str, list[dict[str, Any]]] = {}
+
+    def close(self) -> None:
+        """Stop the worker threads."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def set_faults(self, **changes: Any) -> Faults:
+        """Switch faults on or off from now on; returns the faults in force."""
+        with self._lock:
+            self.faults = dataclasses.replace(self.faults, **changes)
+            return self.faults
+
+    def take_http_fault(self) -> int | None:
+        """The status to answer the current HTTP call with, when an HTTP fault is pending."""
+        with self._lock:
+            if self.faults.http_error_calls <= 0:
+                return None
+            self.faults = dataclasses.replace(
+                self.faults, http_error_calls=self.faults.http_error_calls - 1
+            )
+            return self.faults.http_error_status
+
+    # Files
+
+    def upload(
+        self, filename: str, purpose: str, source: BinaryIO, size: int, expires_after: int | None
+    ) -> dict[str, Any]:
+        """Store an uploaded file and return its File object."""
+        limits = self.config.limits
+        if purpose not in ("assistants", "batch", "fine-tune", "vision", "user_data", "evals"):
+            raise ApiError(
+                400, f"Invalid value for 'purpose': {purpose!r}.", "purpose", "invalid_value"
+            )
+        if purpose == "batch" and not filename.endswith(limits.batch_file_suffix):
+            raise ApiError(
+                400,
+                "Invalid file format for Batch API. Must be .jsonl",
+                "file",
+                "invalid_file_format",
+            )
+        if purpose == "batch" and size > limits.max_file_bytes:
+            raise ApiError(
+                400,
+                f"File is too large: {size} bytes; the Batch API accepts files up to "
+                f"{limits.max_file_bytes} bytes.",
+                "file",
+                "file_too_large",
+            )
+        now = int(self.clock())
+        lifetime = expires_after or (THIRTY_DAYS if purpose == "batch" else None)
+        with self._lock:
+            self._seq += 1
+            meta = _file_object(file_id(), filename, purpose, size, now, lifetime) | {
+                "_seq": self._seq
+            }
+            self.store.put_file(meta, source=source)
+            self._files[meta["id"]] = meta
+        return _public_file(meta)
+
+    def get_file(self, file_id: str) -> dict[str, Any]:
+        """A File object, or 404."""
+        with self._lock:
+            if file_id not in self._files:
+                raise ApiError(404, f"No such File object: {file_id}", "id", None)
+            return _public_file(self._files[file_id])
+
+    def list_files(
+        self, purpose: str | None, order: str, limit: int, after: str | None
+    ) -> dict[str, Any]:
+        """Files, newest first (or oldest first), after a cursor."""
+        with self._lock:
+            files = [f for f in self._files.values() if purpose is None or f["purpose"] == purpose]
+        files.sort(key=lambda f: (f["created_at"], f.get("_seq", 0)), reverse=order == "desc")
+        return _page([_public_file(f) for f in files], limit, after)
+
+    def delete_file(self, file_id: str) -> dict[str, Any]:
+        """Delete a file."""
+        with self._lock:
+            self.get_file(file_id)
+            self.store.delete_file(file_id)
+            del self._files[file_id]
+        return {"id": file_id, "object": "file", "deleted": True}
+
+    def file_content(self, file_id: str) -> Any:
+        """Where a file's bytes are."""
+        self.get_file(file_id)
+        return self.store.file_path(file_id)
+
+    # Batches
+
+    def create_batch(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a batch in ``validating``; bad parameters are a 400, bad lines fail it later."""
+        _check_create(params)
+        now = int(self.clock())
+        with self._lock:
+            self._seq += 1
+            force_limit = self.faults.token_limit_batches > 0
+            if force_limit:
+                self.faults = dataclasses.replace(
+                    self.faults, token_limit_batches=self.faults.token_limit_batches - 1
+                )
+            batch = _batch_object(params, now, self.config.timing.window)
+            record = {
+                "batch": batch,
+                "seq": self._seq,
+                "faults": dataclasses.asdict(self.faults),
+                "force_token_limit": force_limit,
+                "lines": 0,
+                "executed": 0,
+                "tokens": 0,
+                "line_faults": {},
+                "retrieves": 0,
+                "null_polls_left": 0,
+                "output_expires_after": (params.get("output_expires_after") or {}).get("seconds"),
+            }
+            self._batches[batch["id"]] = record
+            self.store.put_batch(record)
+            return dict(batch)
+
+    def get_batch(self, batch_id: str) -> dict[str, Any]:
+        """A Batch object as of now, or 404."""
+        with self._lock:
+            self.tick()
+            record = self._visible(batch_id)
+            record["retrieves"] += 1
+            batch = dict(record["batch"])
+            if batch["status"] == "completed" and record["null_polls_left"] > 0:
+                record["null_polls_left"] -= 1
+                batch["output_file_id"] = None
+            self.store.put_batch(record)
+            return batch
+
+    def list_batches(self, limit: int, after: str | None) -> dict[str, Any]:
+        """Batches, newest first, after a cursor."""
+        with self._lock:
+            self.tick()
+            records = [r for r in self._batches.values() if not _gone(r)]
+            records.sort(key=lambda r: r["seq"], reverse=True)
+            return _page([dict(r["batch"]) for r in records], limit, after)
+
+    def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        """Start cancelling; 409 for a batch already finished."""
+        with self._lock:
+            self.tick()
+            record = self._visible(batch_id)
+            batch = record["batch"]
+            if batch["status"] in ("completed", "failed", "expired"):
+                raise ApiError(409, f"Cannot cancel a batch with status '{batch['status']}'.")
+            if batch["status"] not in ("cancelling", "cancelled"):
+                batch.update(status="cancelling", cancelling_at=int(self.clock()))
+                self.store.put_batch(record)
+            return dict(batch)
+
+    def _visible(self, batch_id: str) -> dict[str, Any]:
+        record = self._batches.get(batch_id)
+        if record is None or _gone(record):
+            raise ApiError(404, f"No batch found with id '{batch_id}'.")
+        return record
+
+    def requests_received(self) -> list[dict[str, Any]]:
+        """The server's record of every request it ran: batch id, custom_id, body hash."""
+        return self.store.executions()
+
+    def respond_now(self, url: str, body: Mapping[str, Any]) -> Reply:
+        """Answer a synchronous request with the batch responder."""
+        if body.get("stream"):
+            return error_reply(
+                400, "Streaming is not supported by the local server.", "stream", None
+            )
+        limits = self.config.limits
+        if limits.models and body.get("model") not in limits.models:
+            return error_reply(
+                404, f"The model '{body.get('model')}' does not exist.", "model", "model_not_found"
+            )
+        reply = self.respond(url, body, self.clock())
+        self.store.log_executions(
+            [{"batch_id": None, "custom_id": None, "body_sha256": body_hash(body)}]
+        )
+        return reply
+
+    # Lifecycle
+
+    def tick(self) -> None:
+        """Bring every unfinished batch up to the clock's present."""
+        with self._lock:
+            now = self.clock()
+            for record in self._batches.values():
+                if record["batch"]["status"] in ACTIVE:
+                    self._advance(record, now)
+                    self.store.put_batch(record)
+
+    def _advance(self, record: dict[str, Any], now: float) -> None:
+        batch, timing = record["batch"], self.config.timing
+        if batch["status"] == "validating" and now >= batch["created_at"] + timing.validating:
+            self._validate(record, batch["created_at"] + timing.validating)
+        if batch["status"] == "in_progress":
+            self._run(record, now)
+        slow = record["faults"]["slow_finalizing"]
+        if (
+            batch["status"] == "finalizing"
+            and now >= batch["finalizing_at"] + timing.finalizing + slow
+        ):
+            self._finish(record, "completed", batch["finalizing_at"] + timing.finalizing + slow)
+        if batch["status"] == "cancelling" and now >= batch["cancelling_at"] + timing.cancelling:
+            self._finish(record, "cancelled", batch["cancelling_at"] + timing.cancelling)
+
+    def _validate(self, record: dict[str, Any], at: float) -> None:
+        batch = record["batch"]
+        source = self._files.get(batch["input_file_id"])
+        if source is None or source["purpose"] != "batch":
+            return self._fail(
+                record,
+                at,
+                [
+                    {
+                        "code": "invalid_request",
+                        "param": "input_file_id",
+                        "line": None,
+                        "message": f"Cannot find file {batch['input_file_id']}, or it was "
+                        "not uploaded with purpose 'batch'.",
+                    }
+                ],
+            )
+        checked = validate(
+            self.store.file_path(source["id"]).read_bytes(), batch["endpoint"], self.config.limits
+        )
+        if checked.errors:
+            return self._fail(record, at, checked.errors)
+        tokens = sum(estimate_prompt(line["body"]) for line in checked.lines)
+        model = str(checked.lines[0]["body"]["model"])
+        if record["force_token_limit"] or self._over_token_limit(model, tokens):
+            limit = self.config.limits.enqueued_token_limit or tokens
+            return self._fail(
+                record,
+                at,
+                [
+                    {
+                        "code": "token_limit_exceeded",
+                        "param": None,
+                        "line": None,
+                        "message": f"Enqueued token limit reached for {model} in organization "
+                        f"org-local. Limit: {limit:,} enqueued tokens. Please try again once "
+                        "some in_progress batches have been completed.",
+                    }
+                ],
+            )
+        self._lines[batch["id"]] = checked.lines
+        record.update(
+            lines=len(checked.lines),
+            tokens=tokens,
+            model=model,
+            line_faults=_line_faults(record, len(checked.lines), self.config.seed),
+        )
+        batch.update(
+            status="in_progress",
+            in_progress_at=int(at),
+            model=model,
+            request_counts={"total": len(checked.lines), "completed": 0, "failed": 0},
+        )
+
+    def _over_token_limit(self, model: str, tokens: int) -> bool:
+        limit = self.config.limits.enqueued_token_limit
+        if limit is None:
+            return False
+        queued = sum(
+            r["tokens"]
+            for r in self._batches.values()
+            if r.get("model") == model and r["batch"]["status"] in ("in_progress", "finalizing")
+        )
+        return bool(queued + tokens > limit)
+
+    def _fail(self, record: dict[str, Any], at: float, errors: list[dict[str, Any]]) -> None:
+        record["batch"].update(
+            status="failed", failed_at=int(at), errors={"object": "list", "data": errors}
+        )
+
+    def _run(self, record: dict[str, Any], now: float) -> None:
+        batch, per_line = record["batch"], self.config.timing.per_line
+        start, total = batch["in_progress_at"], record["lines"]
+        horizon = min(now, batch["expires_at"])
+        due = total if per_line <= 0 else min(total, int((horizon - start) / per_line))
+        expire_share = record["faults"]["expire_after_fraction"]
+        stop_at = int(total * expire_share) if expire_share is not None else None
+        if stop_at is not None:
+            due = min(due, stop_at)
+        self._execute(record, record["executed"], due, now)
+        if stop_at is not None and record["executed"] >= stop_at:
+            return self._finish(record, "expired", min(now, start + stop_at * per_line))
+        if now >= batch["expires_at"] and record["executed"] < total:
+            return self._finish(record, "expired", batch["expires_at"])
+        if record["executed"] >= total:
+            batch.update(status="finalizing", finalizing_at=int(min(now, start + total * per_line)))
+
+    def _execute(self, record: dict[str, Any], first: int, last: int, now: float) -> None:
+        if last <= first:
+            return
+        batch_id = record["batch"]["id"]
+        lines = self._input_lines(record)[first:last]
+        url = record["batch"]["endpoint"]
+        kinds = [record["line_faults"].get(str(i)) for i in range(first, last)]
+        status = int(record["faults"]["fail_status"])
+        outcomes = list(
+            self._pool.map(
+                lambda line, kind: self._answer(url, line, kind, status, now), lines, kinds
+            )
+        )
+        results = [
+            _result_line(line, outcome) for line, outcome in zip(lines, outcomes, strict=True)
+        ]
+        self.store.log_executions(
+            {
+                "batch_id": batch_id,
+                "custom_id": line["custom_id"],
+                "body_sha256": body_hash(line["body"]),
+            }
+            for line in lines
+        )
+        self.store.append_results(batch_id, results)
+        record["executed"] = last
+        counts = record["batch"]["request_counts"]
+        ok = sum(1 for r in results if _succeeded(r))
+        counts.update(
+            completed=counts["completed"] + ok, failed=counts["failed"] + len(results) - ok
+        )
+
+    def _answer(
+        self, url: str, line: Mapping[str, Any], kind: str | None, fail_status: int, now: float
+    ) -> Reply | LineError:
+        if kind == "fail":
+            return error_reply(
+                fail_status, "The server had an error while processing your request.", None, None
+            )
+        if kind == "timeout":
+            return _TIMEOUT
+        if kind == "zero":
+            return Reply(0, {})
+        return _distort(kind, self.respond(url, line["body"], now))
+
+    def _input_lines(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        batch = record["batch"]
+        if batch["id"] not in self._lines:
+            content = self.store.file_path(batch["input_file_id"]).read_bytes()
+            self._lines[batch["id"]] = validate(
+                content, batch["endpoint"], self.config.limits
+            ).lines
+        return self._lines[batch["id"]]
+
+    def _finish(self, record: dict[str, Any], status: str, at: float) -> None:
+        batch, faults = record["batch"], record["faults"]
+        results = self.store.results(batch["id"])
+        missing = _EXPIRED if status == "expired" else _CANCELLED
+        pending = self._input_lines(record)[record["executed"] :] if record["lines"] else []
+        unrun = [_result_line(line, missing) for line in pending]
+        rng = random.Random(f"{self.config.seed}:{batch['id']}")
+        output = [r for r in results if _succeeded(r)]
+        errors = [r for r in results if not _succeeded(r)] + unrun
+        rng.shuffle(output)
+        rng.shuffle(errors)
+        garbage = (
+            ['{"id": "batch_req_broken", "custom_id": "']
+            if faults["malformed_output_line"] and output
+            else []
+        )
+        expiry = record["output_expires_after"] or THIRTY_DAYS
+        output_id = self._write_output(batch["id"], "output", output, garbage, at, expiry)
+        error_id = self._write_output(batch["id"], "error", errors, [], at, expiry)
+        if error_id is None and faults["empty_error_file_id"]:
+            error_id = ""
+        counts = {
+            "total": record["lines"],
+            "completed": len(output),
+            "failed": len(errors) - len(unrun),
+        }
+        if faults["wrong_request_counts"]:
+            counts = {"total": record["lines"], "completed": record["lines"], "failed": 0}
+        batch.update(
+            status=status,
+            output_file_id=output_id,
+            error_file_id=error_id,
+            request_counts=counts,
+            usage=_usage(output),
+            **{f"{status}_at": int(at)},
+        )
+        record["null_polls_left"] = faults["null_output_polls"] if status == "completed" else 0
+        self._lines.pop(batch["id"], None)
+
+    def _write_output(
+        self,
+        batch_id: str,
+        kind: str,
+        lines: list[dict[str, Any]],
+        raw: list[str],
+        at: float,
+        expiry: int,
+    ) -> str | None:
+        if not lines:
+            return None
+        data = "".join(json.dumps(line) + "\n" for line in lines) + "".join(r + "\n" for r in raw)
+        content = data.encode()
+        self._seq += 1
+        meta = _file_object(
+            file_id(), f"{batch_id}_{kind}.jsonl", "batch_output", len(content), int(at), expiry
+        )
+        self.store.put_file(meta | {"_seq": self._seq}, data=content)
+        self._files[meta["id"]] = meta | {"_seq": self._seq}
+        return str(meta["id"])
+
+
+def _file_object(
+    fid: str, filename: str, purpose: str, size: int, now: int, lifetime: int | None
+) -> dict[str, Any]:
+    return {
+        "id": fid,
+        "object": "file",
+        "bytes": size,
+        "created_at": now,
+        "filename": filename,
+        "purpose": purpose,
+        "status": "processed",
+        "status_details": None,
+        "expires_at": now + lifetime if lifetime else None,
+    }
+
+
+def _public_file(meta: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in meta.items() if not k.startswith("_")}
+
+
+def _page(items: list[dict[str, Any]], limit: int, after: str | None) -> dict[str, Any]:
+    if after is not None:
+        ids = [item["id"] for item in items]
+        items = items[ids.index(after) + 1 :] if after in ids else []
+    data = items[:limit]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": len(items) > limit,
+    }
+
+
+def _check_create(params: Mapping[str, Any]) -> None:
+    for key in ("input_file_id", "endpoint", "completion_window"):
+        if not params.get(key):
+            raise ApiError(
+                400, f"Missing required parameter: '{key}'.", key, "missing_required_parameter"
+            )
+    if params["endpoint"] not in ENDPOINTS:
+        raise ApiError(
+            400,
+            f"Invalid value: '{params['endpoint']}'. Supported values are: "
+            + ", ".join(f"'{e}'" for e in ENDPOINTS)
+            + ".",
+            "endpoint",
+            "invalid_value",
+        )
+    if params["completion_window"] != "24h":
+        raise ApiError(
+            400,
+            f"Invalid value: '{params['completion_window']}'. Supported values are: '24h'.",
+            "completion_window",
+            "invalid_value",
+        )
+    _check_metadata(params.get("metadata"))
+
+
+def _check_metadata(metadata: Any) -> None:
+    if metadata is None:
+        return
+    if not isinstance(metadata, dict):
+        raise ApiError(
+            400, "Invalid type for 'metadata': expected an object.", "metadata", "invalid_type"
+        )
+    if len(metadata) > 16:
+        raise ApiError(
+            400,
+            "Invalid 'metadata': too many properties. Expected an object with at most 16 "
+            f"properties, but got an object with {len(metadata)} properties instead.",
+            "metadata",
+            "object_above_max_properties",
+        )
+    for key, value in metadata.items():
+        if len(key) > 64:
+            raise ApiError(
+                400,
+                f"Invalid 'metadata': key '{key[:20]}…' is longer than 64 characters.",
+                "metadata",
+                "invalid_value",
+            )
+        if not isinstance(value, str):
+            raise ApiError(
+                400,
+                f"Invalid type for 'metadata.{key}': expected a string, but got "
+                f"{type(value).__name__} instead.",
+                f"metadata.{key}",
+                "invalid_type",
+            )
+        if len(value) > 512:
+            raise ApiError(
+                400,
+                f"Invalid 'metadata.{key}': string too long. Expected a string with "
+                "maximum length 512.",
+                f"metadata.{key}",
+                "string_above_max_length",
+            )
+
+
+def _batch_object(params: Mapping[str, Any], now: int, window: float) -> dict[str, Any]:
+    return {
+        "id": "batch_" + secrets.token_hex(16),
+        "object": "batch",
+        "endpoint": params["endpoint"],
+        "model": None,
+        "errors": None,
+        "input_file_id": params["input_file_id"],
+        "completion_window": "24h",
+        "status": "validating",
+        "output_file_id": None,
+        "error_file_id": None,
+        "created_at": now,
+        "in_progress_at": None,
+        "expires_at": int(now + window),
+        "finalizing_at": None,
+        "completed_at": None,
+        "failed_at": None,
+        "expired_at": None,
+        "cancelling_at": None,
+        "cancelled_at": None,
+        "request_counts": {"total": 0, "completed": 0, "failed": 0},
+        "usage": None,
+        "metadata": params.get("metadata"),
+    }
+
+
+def _gone(record: Mapping[str, Any]) -> bool:
+    after = record["faults"]["disappear_after_polls"]
+    return after is not None and record["retrieves"] >= after
+
+
+def _line_faults(record: Mapping[str, Any], total: int, seed: int) -> dict[str, str]:
+    faults = record["faults"]
+    order = list(range(total))
+    random.Random(f"{seed}:{record['batch']['id']}:faults").shuffle(order)
+    kinds: dict[str, str] = {}
+    position = 0
+    for kind, share in (
+        ("fail", faults["fail_fraction"]),
+        ("timeout", faults["timeout_fraction"]),
+        ("zero", faults["status_zero_fraction"]),
+        ("truncated", faults["truncated_fraction"]),
+        ("refusal", faults["refusal_fraction"]),
+    ):
+        count = round(share * total)
+        kinds.update({str(i): kind for i in order[position : position + count]})
+        position += count
+    return kinds
+
+
+def _distort(kind: str | None, reply: Reply) -> Reply:
+    choices = reply.body.get("choices") if reply.status == 200 else None
+    if not kind or not choices:
+        return reply
+    body = json.loads(json.dumps(reply.body))
+    message = body["choices"][0]["message"]
+    if kind == "truncated":
+        text = message.get("content") or ""
+        message["content"] = text[: max(1, len(text) // 2)]
+        body["choices"][0]["finish_reason"] = "length"
+    elif kind == "refusal":
+        message.update(content=None, refusal="I'm sorry, but I can't help with that request.")
+    return Reply(200, body)
+
+
+def _result_line(line: Mapping[str, Any], outcome: Reply | LineError) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "id": "batch_req_" + secrets.token_hex(16),
+        "custom_id": line["custom_id"],
+    }
+    if isinstance(outcome, LineError):
+        return entry | {
+            "response": None,
+            "error": {"code": outcome.code, "message": outcome.message},
+        }
+    request_id = "" if outcome.status == 0 else secrets.token_hex(16)
+    response = {"status_code": outcome.status, "request_id": request_id, "body": outcome.body}
+    return entry | {"response": response, "error": None}
+
+
+def _succeeded(line: Mapping[str, Any]) -> bool:
+    response = line.get("response")
+    return isinstance(response, Mapping) and response.get("status_code") == 200
+
+
+def _usage(lines: list[dict[str, Any]]) -> dict[str, Any]:
+    totals = [line["response"]["body"].get("usage") or {} for line in lines]
+    prompt = sum(int(u.get("prompt_tokens", 0)) for u in totals)
+    completion = sum(int(u.get("completion_tokens", 0)) for u in totals)
+    return {
+        "input_tokens": prompt,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": completion,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": prompt + completion,
+    }

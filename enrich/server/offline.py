@@ -1,0 +1,228 @@
+"""The offline responder: deterministic answers in the shape a request asks for, no network.
+
+``json_schema`` gets an object valid against the schema (enums, arrays, nested objects),
+``json_object`` a JSON object, plain text a sentence built from the input (image URLs included),
+embeddings a deterministic unit vector. Usage counts come from :mod:`enrich.tokens`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import random
+import re
+import struct
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .. import tokens
+from .replies import Reply, error_reply
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
+
+
+def respond(url: str, body: Mapping[str, Any], now: float) -> Reply:
+    """Answer one request to `url` (``/v1/chat/completions`` or ``/v1/embeddings``)."""
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        return error_reply(400, "you must provide a model parameter", "model", None)
+    if url.endswith("/chat/completions"):
+        return _chat(body, now)
+    if url.endswith("/embeddings"):
+        return _embeddings(body)
+    return error_reply(404, f"the offline responder does not serve {url}", None, "unknown_url")
+
+
+def _chat(body: Mapping[str, Any], now: float) -> Reply:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return error_reply(400, "Messages parameter is required.", "messages", None)
+    text, images = _inputs(messages)
+    content = _content(body.get("response_format"), text, images)
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    finish = "stop"
+    if isinstance(limit, int) and tokens.estimate_text(content) > limit:
+        content, finish = content[: limit * tokens.CHARS_PER_TOKEN], "length"
+    prompt_tokens = tokens.estimate_prompt(body)
+    completion_tokens = tokens.estimate_text(content)
+    digest = _digest(json.dumps(body, sort_keys=True))
+    return Reply(
+        200,
+        {
+            "id": f"chatcmpl-{digest[:24]}",
+            "object": "chat.completion",
+            "created": int(now),
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": finish,
+                }
+            ],
+            "usage": _usage(prompt_tokens, completion_tokens),
+            "system_fingerprint": "fp_enrich_offline",
+        },
+    )
+
+
+def _usage(prompt: int, completion: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }
+
+
+def _inputs(messages: Sequence[Any]) -> tuple[str, list[str]]:
+    texts: list[str] = []
+    images: list[str] = []
+    for message in messages:
+        if not isinstance(message, Mapping) or message.get("role") == "system":
+            continue
+        content = message.get("content")
+        parts = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
+        for part in parts:
+            if isinstance(part, Mapping) and part.get("type") == "image_url":
+                image = part.get("image_url")
+                images.append(
+                    str(image.get("url", "")) if isinstance(image, Mapping) else str(image)
+                )
+            elif isinstance(part, Mapping):
+                texts.append(str(part.get("text", "")))
+    return " ".join(texts).strip(), images
+
+
+def _content(response_format: Any, text: str, images: list[str]) -> str:
+    kind = response_format.get("type") if isinstance(response_format, Mapping) else None
+    if kind == "json_schema":
+        spec = response_format.get("json_schema") or {}
+        schema = spec.get("schema") or {}
+        return json.dumps(sample(schema, text, schema.get("$defs", {})), ensure_ascii=False)
+    if kind == "json_object":
+        return json.dumps({"answer": _sentence(text, images)}, ensure_ascii=False)
+    return _sentence(text, images)
+
+
+def _sentence(text: str, images: list[str]) -> str:
+    shown = " ".join(text.split())[:160]
+    seen = "".join(f" The image at {url} shows it." for url in images)
+    return f"Offline answer about: {shown}.{seen}" if shown else f"Offline answer.{seen}"
+
+
+def sample(schema: Mapping[str, Any], text: str, defs: Mapping[str, Any], key: str = "") -> Any:
+    """A value valid against a JSON schema (the subset structured outputs use), seeded by `text`.
+
+    >>> sample({"type": "object", "properties": {"n": {"type": "integer"},
+    ...         "tag": {"enum": ["a", "b"]}}}, "x", {})
+    {'n': 5, 'tag': 'b'}
+    """
+    if "$ref" in schema:
+        return sample(defs.get(str(schema["$ref"]).rsplit("/", 1)[-1], {}), text, defs, key)
+    if "const" in schema:
+        return schema["const"]
+    if "enum" in schema:
+        return schema["enum"][_pick(text + key, len(schema["enum"]))]
+    options = schema.get("anyOf") or schema.get("oneOf")
+    if options:
+        usable = [o for o in options if o.get("type") != "null"] or options
+        return sample(usable[0], text, defs, key)
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    return _SAMPLERS.get(kind, _sample_null)(schema, text, defs, key)
+
+
+def _sample_object(schema: Mapping[str, Any], text: str, defs: Mapping[str, Any], key: str) -> Any:
+    properties = schema.get("properties", {})
+    return {name: sample(sub, text, defs, name) for name, sub in properties.items()}
+
+
+def _sample_array(schema: Mapping[str, Any], text: str, defs: Mapping[str, Any], key: str) -> Any:
+    low = int(schema.get("minItems", 1))
+    high = int(schema.get("maxItems", max(low, 3)))
+    count = low + _pick(text + key, high - low + 1)
+    items = schema.get("items", {})
+    values = [sample(items, f"{text}#{i}", defs, key) for i in range(count)]
+    return values
+
+
+def _sample_string(schema: Mapping[str, Any], text: str, defs: Mapping[str, Any], key: str) -> Any:
+    words = _WORD.findall(text) or ["offline"]
+    if "#" in text:  # an array item: a short label from the input's words
+        return words[_pick(text, len(words))].lower()
+    return f"{key.replace('_', ' ').capitalize() or 'Answer'}: {' '.join(words[:24])}."
+
+
+def _sample_integer(schema: Mapping[str, Any], text: str, defs: Mapping[str, Any], key: str) -> Any:
+    low = int(schema.get("minimum", 0))
+    high = int(schema.get("maximum", low + 10))
+    return low + _pick(text + key, high - low + 1)
+
+
+def _sample_number(schema: Mapping[str, Any], text: str, defs: Mapping[str, Any], key: str) -> Any:
+    return float(_sample_integer(schema, text, defs, key)) + 0.5
+
+
+def _sample_boolean(schema: Mapping[str, Any], text: str, defs: Mapping[str, Any], key: str) -> Any:
+    return _pick(text + key, 2) == 1
+
+
+def _sample_null(schema: Mapping[str, Any], text: str, defs: Mapping[str, Any], key: str) -> Any:
+    return None
+
+
+_SAMPLERS = {
+    "object": _sample_object,
+    "array": _sample_array,
+    "string": _sample_string,
+    "integer": _sample_integer,
+    "number": _sample_number,
+    "boolean": _sample_boolean,
+    "null": _sample_null,
+}
+
+
+def _pick(text: str, count: int) -> int:
+    return int(_digest(text)[:8], 16) % max(count, 1)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _embeddings(body: Mapping[str, Any]) -> Reply:
+    source = body.get("input")
+    inputs = source if isinstance(source, list) else [source]
+    if not inputs or any(not isinstance(i, str | list) or not i for i in inputs):
+        return error_reply(400, "'input' must be a non-empty string or array", "input", None)
+    if all(isinstance(i, int) for i in inputs):  # one tokenized input
+        inputs = [inputs]
+    default = 3072 if "large" in str(body["model"]) else 1536
+    dimensions = int(body.get("dimensions") or default)
+    as_base64 = body.get("encoding_format") == "base64"
+    data = [
+        {
+            "object": "embedding",
+            "index": i,
+            "embedding": _vector(json.dumps(x), dimensions, as_base64),
+        }
+        for i, x in enumerate(inputs)
+    ]
+    prompt = sum(tokens.estimate_text(x if isinstance(x, str) else json.dumps(x)) for x in inputs)
+    usage = {"prompt_tokens": prompt, "total_tokens": prompt}
+    return Reply(200, {"object": "list", "data": data, "model": body["model"], "usage": usage})
+
+
+def _vector(text: str, dimensions: int, as_base64: bool) -> list[float] | str:
+    rng = random.Random(_digest(text))
+    raw = [rng.gauss(0.0, 1.0) for _ in range(dimensions)]
+    norm = math.sqrt(sum(v * v for v in raw)) or 1.0
+    vector = [v / norm for v in raw]
+    if as_base64:
+        return base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
+    return vector
