@@ -180,13 +180,12 @@ def _serve_local(args: argparse.Namespace) -> int:
         realistic=args.realistic,
         faults=args.fault,
     )
-    print(
-        f"enrich local Batch API on http://{args.host}:{args.port}/v1 (data in {config.data_dir})"
-    )
-    print(
-        f"  export OPENAI_BASE_URL=http://{args.host}:{args.port}/v1 OPENAI_API_KEY={config.api_key}",
-        flush=True,
-    )
+    url = f"http://{args.host}:{args.port}/v1"
+    # Print the key only when this command made it up: one the user chose stays off the screen.
+    chosen = args.api_key or os.environ.get("ENRICH_SERVER_API_KEY")
+    key = "<the key you gave>" if chosen else config.api_key
+    print(f"enrich local Batch API on {url} (data in {config.data_dir})")
+    print(f"  export OPENAI_BASE_URL={url} OPENAI_API_KEY={key}", flush=True)
     local_server.serve_forever(
         config, args.host, args.port, local_server.ScaledClock(args.time_scale)
     )

@@ -119,7 +119,7 @@ def sample(schema: Mapping[str, Any], text: str, defs: Mapping[str, Any], key: s
 
     >>> sample({"type": "object", "properties": {"n": {"type": "integer"},
     ...         "tag": {"enum": ["a", "b"]}}}, "x", {})
-    {'n': 5, 'tag': 'b'}
+    {'n': 4, 'tag': 'b'}
     """
     if "$ref" in schema:
         return sample(defs.get(str(schema["$ref"]).rsplit("/", 1)[-1], {}), text, defs, key)
