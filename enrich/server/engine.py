@@ -180,6 +180,7 @@ class Engine:
                 "executed": 0,
                 "tokens": 0,
                 "line_faults": {},
+                "at": {},  # exact server times of each step; the Batch's timestamps round down
                 "retrieves": 0,
                 "null_polls_left": 0,
                 "output_expires_after": (params.get("output_expires_after") or {}).get("seconds"),
@@ -218,7 +219,8 @@ class Engine:
             if batch["status"] in ("completed", "failed", "expired"):
                 raise ApiError(409, f"Cannot cancel a batch with status '{batch['status']}'.")
             if batch["status"] not in ("cancelling", "cancelled"):
-                batch.update(status="cancelling", cancelling_at=int(self.clock()))
+                record["at"]["cancelling"] = self.clock()
+                batch.update(status="cancelling", cancelling_at=int(record["at"]["cancelling"]))
                 self.store.put_batch(record)
             return dict(batch)
 
@@ -269,11 +271,12 @@ class Engine:
         slow = record["faults"]["slow_finalizing"]
         if (
             batch["status"] == "finalizing"
-            and now >= batch["finalizing_at"] + timing.finalizing + slow
+            and now >= record["at"]["finalizing"] + timing.finalizing + slow
         ):
-            self._finish(record, "completed", batch["finalizing_at"] + timing.finalizing + slow)
-        if batch["status"] == "cancelling" and now >= batch["cancelling_at"] + timing.cancelling:
-            self._finish(record, "cancelled", batch["cancelling_at"] + timing.cancelling)
+            self._finish(record, "completed", record["at"]["finalizing"] + timing.finalizing + slow)
+        cancelled_at = record["at"].get("cancelling", now) + timing.cancelling
+        if batch["status"] == "cancelling" and now >= cancelled_at:
+            self._finish(record, "cancelled", cancelled_at)
 
     def _validate(self, record: dict[str, Any], at: float) -> None:
         batch = record["batch"]
@@ -316,6 +319,7 @@ class Engine:
                 ],
             )
         self._lines[batch["id"]] = checked.lines
+        record["at"]["in_progress"] = at
         record.update(
             lines=len(checked.lines),
             tokens=tokens,
@@ -347,7 +351,7 @@ class Engine:
 
     def _run(self, record: dict[str, Any], now: float) -> None:
         batch, per_line = record["batch"], self.config.timing.per_line
-        start, total = batch["in_progress_at"], record["lines"]
+        start, total = record["at"]["in_progress"], record["lines"]
         horizon = min(now, batch["expires_at"])
         due = total if per_line <= 0 else min(total, int((horizon - start) / per_line))
         expire_share = record["faults"]["expire_after_fraction"]
@@ -360,7 +364,8 @@ class Engine:
         if now >= batch["expires_at"] and record["executed"] < total:
             return self._finish(record, "expired", batch["expires_at"])
         if record["executed"] >= total:
-            batch.update(status="finalizing", finalizing_at=int(min(now, start + total * per_line)))
+            record["at"]["finalizing"] = min(now, start + total * per_line)
+            batch.update(status="finalizing", finalizing_at=int(record["at"]["finalizing"]))
 
     def _execute(self, record: dict[str, Any], first: int, last: int, now: float) -> None:
         if last <= first:

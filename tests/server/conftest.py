@@ -1,0 +1,76 @@
+"""A local Batch API server on a real socket, a manual clock, and the real SDK in strict mode."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openai import OpenAI
+
+from enrich.server import Faults, Limits, ManualClock, ServerConfig, Timing, serve_in_thread
+
+API_KEY = "sk-test-local"
+
+
+@dataclass
+class Harness:
+    """What a server test needs: the client, the clock, the engine and a scratch folder."""
+
+    client: OpenAI
+    clock: ManualClock
+    engine: Any
+    folder: Path
+    base_url: str
+
+    def upload(self, lines: list[Any], name: str = "tasks.jsonl") -> str:
+        path = self.folder / name
+        path.write_text("".join((l if isinstance(l, str) else json.dumps(l)) + "\n" for l in lines))
+        with path.open("rb") as handle:
+            return self.client.files.create(file=handle, purpose="batch").id
+
+    def submit(self, lines: list[Any], **kwargs: Any) -> Any:
+        file_id = self.upload(lines)
+        return self.client.batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h", **kwargs
+        )
+
+    def settle(self, batch_id: str, seconds: float = 5.0, steps: int = 20) -> Any:
+        for _ in range(steps):
+            batch = self.client.batches.retrieve(batch_id)
+            if batch.status in ("completed", "failed", "expired", "cancelled"):
+                return batch
+            self.clock.advance(seconds)
+        return self.client.batches.retrieve(batch_id)
+
+    def lines_of(self, file_id: str | None) -> list[dict[str, Any]]:
+        if not file_id:
+            return []
+        return [json.loads(l) for l in self.client.files.content(file_id).text.splitlines()]
+
+
+def chat_line(i: int, model: str = "gpt-4o-mini", **body: Any) -> dict[str, Any]:
+    return {
+        "custom_id": f"task-{i}",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"model": model, "messages": [{"role": "user", "content": f"Say something about item {i}."}], **body},
+    }
+
+
+def make_harness(tmp_path: Path, data_dir: Path | None = None, clock: ManualClock | None = None, **config: Any):
+    clock = clock or ManualClock()
+    settings = ServerConfig(data_dir=data_dir or tmp_path / "server", api_key=API_KEY, **config)
+    return serve_in_thread(settings, clock=clock, tick_every=None), clock
+
+
+@pytest.fixture
+def harness(tmp_path: Path, request: pytest.FixtureRequest):
+    options = getattr(request, "param", {})
+    context, clock = make_harness(tmp_path, **options)
+    with context as running:
+        client = OpenAI(base_url=running.base_url, api_key=API_KEY, max_retries=0,
+                        _strict_response_validation=True)
+        yield Harness(client, clock, running.engine, tmp_path, running.base_url)
