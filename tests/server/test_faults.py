@@ -1,0 +1,139 @@
+"""Every injected fault, as the table of field failures in the facts doc (§6) reads."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+
+from enrich.server import Faults
+
+from .conftest import chat_line
+
+N = 20
+
+
+def _run(harness, faults: dict, lines: int = N, **body):
+    harness.engine.set_faults(**faults)
+    batch = harness.submit([chat_line(i, **body) for i in range(lines)])
+    return harness.settle(batch.id)
+
+
+def test_fraction_of_lines_fail_with_http_errors(harness):
+    batch = _run(harness, {"fail_fraction": 0.25, "fail_status": 500})
+    errors = harness.lines_of(batch.error_file_id)
+    assert len(errors) == 5 and len(harness.lines_of(batch.output_file_id)) == 15
+    assert {e["response"]["status_code"] for e in errors} == {500}
+    assert all(e["error"] is None and e["response"]["body"]["error"]["message"] for e in errors)
+    assert (batch.request_counts.completed, batch.request_counts.failed) == (15, 5)
+
+
+def test_all_failed_batch_completes_without_output_file(harness):
+    batch = _run(harness, {"fail_fraction": 1.0, "fail_status": 400})
+    assert batch.status == "completed" and batch.output_file_id is None
+    assert len(harness.lines_of(batch.error_file_id)) == N
+
+
+def test_expiry_after_a_fraction(harness):
+    batch = _run(harness, {"expire_after_fraction": 0.4})
+    assert batch.status == "expired"
+    assert len(harness.lines_of(batch.output_file_id)) == 8
+    expired = harness.lines_of(batch.error_file_id)
+    assert len(expired) == 12 and {e["error"]["code"] for e in expired} == {"batch_expired"}
+
+
+def test_token_limit_exceeded_after_create(harness):
+    harness.engine.set_faults(token_limit_batches=1)
+    created = harness.submit([chat_line(0)])
+    assert created.status == "validating"
+    assert harness.settle(created.id).errors.data[0].code == "token_limit_exceeded"
+    assert harness.settle(harness.submit([chat_line(0)]).id).status == "completed"
+
+
+def test_http_errors_on_the_next_calls(harness):
+    harness.engine.set_faults(http_error_calls=2, http_error_status=429)
+    with pytest.raises(openai.RateLimitError):
+        harness.client.batches.list()
+    with pytest.raises(openai.RateLimitError):
+        harness.client.files.list()
+    assert harness.client.batches.list().data == []
+
+
+def test_output_file_id_momentarily_null(harness):
+    batch = _run(harness, {"null_output_polls": 2})
+    assert batch.status == "completed" and batch.output_file_id is None
+    assert harness.client.batches.retrieve(batch.id).output_file_id is None
+    assert harness.client.batches.retrieve(batch.id).output_file_id is not None
+
+
+def test_empty_string_error_file_id(harness):
+    assert _run(harness, {"empty_error_file_id": True}).error_file_id == ""
+
+
+def test_status_code_zero_lines(harness):
+    batch = _run(harness, {"status_zero_fraction": 0.1})
+    errors = harness.lines_of(batch.error_file_id)
+    assert [e["response"] for e in errors] == [{"status_code": 0, "request_id": "", "body": {}}] * 2
+
+
+def test_request_timeouts(harness):
+    batch = _run(harness, {"timeout_fraction": 0.1})
+    errors = harness.lines_of(batch.error_file_id)
+    assert [e["error"]["code"] for e in errors] == ["request_timeout"] * 2
+
+
+def test_unparseable_line_in_output(harness):
+    batch = _run(harness, {"malformed_output_line": True})
+    text = harness.client.files.content(batch.output_file_id).text.splitlines()
+    assert len(text) == N + 1
+    with pytest.raises(json.JSONDecodeError):
+        [json.loads(line) for line in text]
+
+
+def test_truncated_json_and_refusals(harness):
+    schema = {"type": "json_schema", "json_schema": {"name": "x", "strict": True, "schema": {
+        "type": "object", "properties": {"summary": {"type": "string"}}, "required": ["summary"],
+        "additionalProperties": False}}}
+    batch = _run(harness, {"truncated_fraction": 0.1, "refusal_fraction": 0.1}, response_format=schema)
+    choices = [l["response"]["body"]["choices"][0] for l in harness.lines_of(batch.output_file_id)]
+    truncated = [c for c in choices if c["finish_reason"] == "length"]
+    refused = [c for c in choices if c["message"]["refusal"]]
+    assert len(truncated) == 2 and len(refused) == 2
+    for choice in truncated:
+        with pytest.raises(json.JSONDecodeError):
+            json.loads(choice["message"]["content"])
+    assert all(c["message"]["content"] is None for c in refused)
+
+
+def test_request_counts_that_disagree_with_the_files(harness):
+    batch = _run(harness, {"wrong_request_counts": True, "fail_fraction": 0.5})
+    assert (batch.request_counts.completed, batch.request_counts.failed) == (N, 0)
+    assert len(harness.lines_of(batch.error_file_id)) == N // 2
+
+
+def test_batch_that_disappears(harness):
+    harness.engine.set_faults(disappear_after_polls=1)
+    batch = harness.submit([chat_line(0)])
+    harness.client.batches.retrieve(batch.id)
+    with pytest.raises(openai.NotFoundError, match="No batch found"):
+        harness.client.batches.retrieve(batch.id)
+    assert harness.client.batches.list().data == []
+
+
+def test_slow_finalizing(harness):
+    harness.engine.set_faults(slow_finalizing=3600)
+    batch = harness.submit([chat_line(0)])
+    harness.clock.advance(600)
+    assert harness.client.batches.retrieve(batch.id).status == "finalizing"
+    harness.clock.advance(3600)
+    assert harness.client.batches.retrieve(batch.id).status == "completed"
+
+
+def test_faults_parse_from_the_command_line():
+    faults = Faults.parse(["fail_fraction=0.1", "empty_error_file_id=true", "http_error_calls=3"])
+    assert (faults.fail_fraction, faults.empty_error_file_id, faults.http_error_calls) == (0.1, True, 3)
+    from enrich import ProjectError
+
+    with pytest.raises(ProjectError, match="did you mean 'fail_fraction'"):
+        Faults.parse(["fail_fractoin=1"])
