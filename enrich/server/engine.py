@@ -20,22 +20,14 @@ from typing import Any, BinaryIO
 from ..tokens import estimate_prompt
 from .clock import Clock
 from .config import Faults, ServerConfig
+from .objects import batch_object, check_create, file_object, page, public_file
+from .outcomes import distort, gone, line_faults, result_line, succeeded, usage
 from .replies import ApiError, LineError, Reply, error_reply
 from .store import Store, body_hash
 from .validation import validate
 
 Respond = Callable[[str, Mapping[str, Any], float], Reply]
 
-ENDPOINTS = (
-    "/v1/responses",
-    "/v1/chat/completions",
-    "/v1/embeddings",
-    "/v1/completions",
-    "/v1/moderations",
-    "/v1/images/generations",
-    "/v1/images/edits",
-    "/v1/videos",
-)
 ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 THIRTY_DAYS = 30 * 86_400
@@ -121,19 +113,19 @@ class Engine:
         lifetime = expires_after or (THIRTY_DAYS if purpose == "batch" else None)
         with self._lock:
             self._seq += 1
-            meta = _file_object(file_id(), filename, purpose, size, now, lifetime) | {
+            meta = file_object(file_id(), filename, purpose, size, now, lifetime) | {
                 "_seq": self._seq
             }
             self.store.put_file(meta, source=source)
             self._files[meta["id"]] = meta
-        return _public_file(meta)
+        return public_file(meta)
 
     def get_file(self, file_id: str) -> dict[str, Any]:
         """A File object, or 404."""
         with self._lock:
             if file_id not in self._files:
                 raise ApiError(404, f"No such File object: {file_id}", "id", None)
-            return _public_file(self._files[file_id])
+            return public_file(self._files[file_id])
 
     def list_files(
         self, purpose: str | None, order: str, limit: int, after: str | None
@@ -142,7 +134,7 @@ class Engine:
         with self._lock:
             files = [f for f in self._files.values() if purpose is None or f["purpose"] == purpose]
         files.sort(key=lambda f: (f["created_at"], f.get("_seq", 0)), reverse=order == "desc")
-        return _page([_public_file(f) for f in files], limit, after)
+        return page([public_file(f) for f in files], limit, after)
 
     def delete_file(self, file_id: str) -> dict[str, Any]:
         """Delete a file."""
@@ -161,7 +153,7 @@ class Engine:
 
     def create_batch(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Create a batch in ``validating``; bad parameters are a 400, bad lines fail it later."""
-        _check_create(params)
+        check_create(params)
         now = int(self.clock())
         with self._lock:
             self._seq += 1
@@ -170,7 +162,7 @@ class Engine:
                 self.faults = dataclasses.replace(
                     self.faults, token_limit_batches=self.faults.token_limit_batches - 1
                 )
-            batch = _batch_object(params, now, self.config.timing.window)
+            batch = batch_object(params, now, self.config.timing.window)
             record = {
                 "batch": batch,
                 "seq": self._seq,
@@ -206,9 +198,9 @@ class Engine:
         """Batches, newest first, after a cursor."""
         with self._lock:
             self.tick()
-            records = [r for r in self._batches.values() if not _gone(r)]
+            records = [r for r in self._batches.values() if not gone(r)]
             records.sort(key=lambda r: r["seq"], reverse=True)
-            return _page([dict(r["batch"]) for r in records], limit, after)
+            return page([dict(r["batch"]) for r in records], limit, after)
 
     def cancel_batch(self, batch_id: str) -> dict[str, Any]:
         """Start cancelling; 409 for a batch already finished."""
@@ -226,7 +218,7 @@ class Engine:
 
     def _visible(self, batch_id: str) -> dict[str, Any]:
         record = self._batches.get(batch_id)
-        if record is None or _gone(record):
+        if record is None or gone(record):
             raise ApiError(404, f"No batch found with id '{batch_id}'.")
         return record
 
@@ -324,7 +316,7 @@ class Engine:
             lines=len(checked.lines),
             tokens=tokens,
             model=model,
-            line_faults=_line_faults(record, len(checked.lines), self.config.seed),
+            line_faults=line_faults(record, len(checked.lines), self.config.seed),
         )
         batch.update(
             status="in_progress",
@@ -381,7 +373,7 @@ class Engine:
             )
         )
         results = [
-            _result_line(line, outcome) for line, outcome in zip(lines, outcomes, strict=True)
+            result_line(line, outcome) for line, outcome in zip(lines, outcomes, strict=True)
         ]
         self.store.log_executions(
             {
@@ -394,7 +386,7 @@ class Engine:
         self.store.append_results(batch_id, results)
         record["executed"] = last
         counts = record["batch"]["request_counts"]
-        ok = sum(1 for r in results if _succeeded(r))
+        ok = sum(1 for r in results if succeeded(r))
         counts.update(
             completed=counts["completed"] + ok, failed=counts["failed"] + len(results) - ok
         )
@@ -410,7 +402,7 @@ class Engine:
             return _TIMEOUT
         if kind == "zero":
             return Reply(0, {})
-        return _distort(kind, self.respond(url, line["body"], now))
+        return distort(kind, self.respond(url, line["body"], now))
 
     def _input_lines(self, record: dict[str, Any]) -> list[dict[str, Any]]:
         batch = record["batch"]
@@ -426,10 +418,10 @@ class Engine:
         results = self.store.results(batch["id"])
         missing = _EXPIRED if status == "expired" else _CANCELLED
         pending = self._input_lines(record)[record["executed"] :] if record["lines"] else []
-        unrun = [_result_line(line, missing) for line in pending]
+        unrun = [result_line(line, missing) for line in pending]
         rng = random.Random(f"{self.config.seed}:{batch['id']}")
-        output = [r for r in results if _succeeded(r)]
-        errors = [r for r in results if not _succeeded(r)] + unrun
+        output = [r for r in results if succeeded(r)]
+        errors = [r for r in results if not succeeded(r)] + unrun
         rng.shuffle(output)
         rng.shuffle(errors)
         garbage = (
@@ -454,7 +446,7 @@ class Engine:
             output_file_id=output_id,
             error_file_id=error_id,
             request_counts=counts,
-            usage=_usage(output),
+            usage=usage(output),
             **{f"{status}_at": int(at)},
         )
         record["null_polls_left"] = faults["null_output_polls"] if status == "completed" else 0
@@ -474,208 +466,9 @@ class Engine:
         data = "".join(json.dumps(line) + "\n" for line in lines) + "".join(r + "\n" for r in raw)
         content = data.encode()
         self._seq += 1
-        meta = _file_object(
+        meta = file_object(
             file_id(), f"{batch_id}_{kind}.jsonl", "batch_output", len(content), int(at), expiry
         )
         self.store.put_file(meta | {"_seq": self._seq}, data=content)
         self._files[meta["id"]] = meta | {"_seq": self._seq}
         return str(meta["id"])
-
-
-def _file_object(
-    fid: str, filename: str, purpose: str, size: int, now: int, lifetime: int | None
-) -> dict[str, Any]:
-    return {
-        "id": fid,
-        "object": "file",
-        "bytes": size,
-        "created_at": now,
-        "filename": filename,
-        "purpose": purpose,
-        "status": "processed",
-        "status_details": None,
-        "expires_at": now + lifetime if lifetime else None,
-    }
-
-
-def _public_file(meta: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in meta.items() if not k.startswith("_")}
-
-
-def _page(items: list[dict[str, Any]], limit: int, after: str | None) -> dict[str, Any]:
-    if after is not None:
-        ids = [item["id"] for item in items]
-        items = items[ids.index(after) + 1 :] if after in ids else []
-    data = items[:limit]
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": len(items) > limit,
-    }
-
-
-def _check_create(params: Mapping[str, Any]) -> None:
-    for key in ("input_file_id", "endpoint", "completion_window"):
-        if not params.get(key):
-            raise ApiError(
-                400, f"Missing required parameter: '{key}'.", key, "missing_required_parameter"
-            )
-    if params["endpoint"] not in ENDPOINTS:
-        raise ApiError(
-            400,
-            f"Invalid value: '{params['endpoint']}'. Supported values are: "
-            + ", ".join(f"'{e}'" for e in ENDPOINTS)
-            + ".",
-            "endpoint",
-            "invalid_value",
-        )
-    if params["completion_window"] != "24h":
-        raise ApiError(
-            400,
-            f"Invalid value: '{params['completion_window']}'. Supported values are: '24h'.",
-            "completion_window",
-            "invalid_value",
-        )
-    _check_metadata(params.get("metadata"))
-
-
-def _check_metadata(metadata: Any) -> None:
-    if metadata is None:
-        return
-    if not isinstance(metadata, dict):
-        raise ApiError(
-            400, "Invalid type for 'metadata': expected an object.", "metadata", "invalid_type"
-        )
-    if len(metadata) > 16:
-        raise ApiError(
-            400,
-            "Invalid 'metadata': too many properties. Expected an object with at most 16 "
-            f"properties, but got an object with {len(metadata)} properties instead.",
-            "metadata",
-            "object_above_max_properties",
-        )
-    for key, value in metadata.items():
-        if len(key) > 64:
-            raise ApiError(
-                400,
-                f"Invalid 'metadata': key '{key[:20]}…' is longer than 64 characters.",
-                "metadata",
-                "invalid_value",
-            )
-        if not isinstance(value, str):
-            raise ApiError(
-                400,
-                f"Invalid type for 'metadata.{key}': expected a string, but got "
-                f"{type(value).__name__} instead.",
-                f"metadata.{key}",
-                "invalid_type",
-            )
-        if len(value) > 512:
-            raise ApiError(
-                400,
-                f"Invalid 'metadata.{key}': string too long. Expected a string with "
-                "maximum length 512.",
-                f"metadata.{key}",
-                "string_above_max_length",
-            )
-
-
-def _batch_object(params: Mapping[str, Any], now: int, window: float) -> dict[str, Any]:
-    return {
-        "id": "batch_" + secrets.token_hex(16),
-        "object": "batch",
-        "endpoint": params["endpoint"],
-        "model": None,
-        "errors": None,
-        "input_file_id": params["input_file_id"],
-        "completion_window": "24h",
-        "status": "validating",
-        "output_file_id": None,
-        "error_file_id": None,
-        "created_at": now,
-        "in_progress_at": None,
-        "expires_at": int(now + window),
-        "finalizing_at": None,
-        "completed_at": None,
-        "failed_at": None,
-        "expired_at": None,
-        "cancelling_at": None,
-        "cancelled_at": None,
-        "request_counts": {"total": 0, "completed": 0, "failed": 0},
-        "usage": None,
-        "metadata": params.get("metadata"),
-    }
-
-
-def _gone(record: Mapping[str, Any]) -> bool:
-    after = record["faults"]["disappear_after_polls"]
-    return after is not None and record["retrieves"] >= after
-
-
-def _line_faults(record: Mapping[str, Any], total: int, seed: int) -> dict[str, str]:
-    faults = record["faults"]
-    order = list(range(total))
-    random.Random(f"{seed}:{record['batch']['id']}:faults").shuffle(order)
-    kinds: dict[str, str] = {}
-    position = 0
-    for kind, share in (
-        ("fail", faults["fail_fraction"]),
-        ("timeout", faults["timeout_fraction"]),
-        ("zero", faults["status_zero_fraction"]),
-        ("truncated", faults["truncated_fraction"]),
-        ("refusal", faults["refusal_fraction"]),
-    ):
-        count = round(share * total)
-        kinds.update({str(i): kind for i in order[position : position + count]})
-        position += count
-    return kinds
-
-
-def _distort(kind: str | None, reply: Reply) -> Reply:
-    choices = reply.body.get("choices") if reply.status == 200 else None
-    if not kind or not choices:
-        return reply
-    body = json.loads(json.dumps(reply.body))
-    message = body["choices"][0]["message"]
-    if kind == "truncated":
-        text = message.get("content") or ""
-        message["content"] = text[: max(1, len(text) // 2)]
-        body["choices"][0]["finish_reason"] = "length"
-    elif kind == "refusal":
-        message.update(content=None, refusal="I'm sorry, but I can't help with that request.")
-    return Reply(200, body)
-
-
-def _result_line(line: Mapping[str, Any], outcome: Reply | LineError) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "id": "batch_req_" + secrets.token_hex(16),
-        "custom_id": line["custom_id"],
-    }
-    if isinstance(outcome, LineError):
-        return entry | {
-            "response": None,
-            "error": {"code": outcome.code, "message": outcome.message},
-        }
-    request_id = "" if outcome.status == 0 else secrets.token_hex(16)
-    response = {"status_code": outcome.status, "request_id": request_id, "body": outcome.body}
-    return entry | {"response": response, "error": None}
-
-
-def _succeeded(line: Mapping[str, Any]) -> bool:
-    response = line.get("response")
-    return isinstance(response, Mapping) and response.get("status_code") == 200
-
-
-def _usage(lines: list[dict[str, Any]]) -> dict[str, Any]:
-    totals = [line["response"]["body"].get("usage") or {} for line in lines]
-    prompt = sum(int(u.get("prompt_tokens", 0)) for u in totals)
-    completion = sum(int(u.get("completion_tokens", 0)) for u in totals)
-    return {
-        "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": 0},
-        "output_tokens": completion,
-        "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": prompt + completion,
-    }
