@@ -17,7 +17,7 @@ import openai
 import pytest
 import yaml
 
-from enrich.server import Limits, ServerConfig, serve_in_thread
+from enrich.server import Limits, ManualClock, ServerConfig, serve_in_thread
 
 from .conftest import API_KEY, chat_line
 
@@ -100,23 +100,26 @@ def test_forward_responder_runs_lines_against_an_upstream_server(tmp_path):
     with serve_in_thread(upstream_config, tick_every=None) as upstream:
         config = ServerConfig(data_dir=tmp_path / "front", api_key=API_KEY, responder="forward",
                               upstream=upstream.base_url, upstream_api_key="upstream-key")
-        with serve_in_thread(config, tick_every=0.05) as front:
+        clock = ManualClock()
+        with serve_in_thread(config, clock=clock, tick_every=None) as front:
             client = openai.OpenAI(base_url=front.base_url, api_key=API_KEY, max_retries=0,
                                    _strict_response_validation=True)
-            path = tmp_path / "in.jsonl"
-            path.write_text("".join(json.dumps(chat_line(i)) + "\n" for i in range(3)))
-            with path.open("rb") as handle:
-                file_id = client.files.create(file=handle, purpose="batch").id
-            batch = client.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions",
-                                          completion_window="24h")
-            deadline = time.monotonic() + 20
-            while batch.status != "completed" and time.monotonic() < deadline:
-                time.sleep(0.05)  # real time: the front server's own clock moves the batch
-                batch = client.batches.retrieve(batch.id)
+            batch = _submit(client, tmp_path, 3)
+            clock.advance(5)
+            batch = client.batches.retrieve(batch.id)
             assert batch.status == "completed" and batch.request_counts.completed == 3
             assert len(upstream.engine.requests_received()) == 3
             with pytest.raises(openai.BadRequestError, match="model"):
                 client.chat.completions.create(model="", messages=[{"role": "user", "content": "x"}])
+
+
+def _submit(client: openai.OpenAI, folder: Path, lines: int):
+    path = folder / "in.jsonl"
+    path.write_text("".join(json.dumps(chat_line(i)) + "\n" for i in range(lines)))
+    with path.open("rb") as handle:
+        file_id = client.files.create(file=handle, purpose="batch").id
+    return client.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions",
+                                 completion_window="24h")
 
 
 def _free_port() -> int:
@@ -130,7 +133,7 @@ def test_serve_local_command_serves_the_sdk(tmp_path):
     env = {**os.environ, "ENRICH_SERVER_API_KEY": "cli-key"}
     process = subprocess.Popen(
         [sys.executable, "-m", "enrich", "serve-local", "--port", str(port), "--data-dir", str(tmp_path),
-         "--time-scale", "100", "--fault", "fail_fraction=0.5"],
+         "--time-scale", "1000", "--fault", "fail_fraction=0.5"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )
     try:
@@ -143,14 +146,9 @@ def test_serve_local_command_serves_the_sdk(tmp_path):
             except httpx_client.TransportError:
                 assert time.monotonic() < deadline and process.poll() is None
                 time.sleep(0.1)
-        path = tmp_path / "in.jsonl"
-        path.write_text("".join(json.dumps(chat_line(i)) + "\n" for i in range(4)))
-        with path.open("rb") as handle:
-            file_id = client.files.create(file=handle, purpose="batch").id
-        batch = client.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions",
-                                      completion_window="24h")
+        batch = _submit(client, tmp_path, 4)
         while batch.status not in ("completed", "failed") and time.monotonic() < deadline:
-            time.sleep(0.1)
+            time.sleep(0.1)  # a separate process runs on its own (sped-up) clock
             batch = client.batches.retrieve(batch.id)
         assert (batch.status, batch.request_counts.failed) == ("completed", 2)
     finally:
