@@ -124,16 +124,14 @@ class Database:
 
     def count(self, name: str) -> int:
         """Number of rows in a table or view."""
-        row = self.fetchone(f"SELECT count(*) FROM ({sql.select_all(name)})")
+        row = self.fetchone(sql.count_rows(name))
         return int(row[0]) if row else 0
 
     def load_csv(
         self, name: str, path: Path, column_types: Mapping[str, str], delimiter: str
     ) -> int:
         """Replace table `name` with the CSV at `path`; a malformed row raises naming its line."""
-        options = "header = true, delim = ?, quote = '\"', escape = '\"', store_rejects = true"
-        types = ", types = ?" if column_types else ""
-        statement = sql.create_table_as(name, f"SELECT * FROM read_csv(?, {options}{types})")
+        statement = sql.create_table_as(name, sql.read_csv(bool(column_types)))
         params: list[Any] = [str(path), delimiter] + ([dict(column_types)] if column_types else [])
         with self.transaction():
             try:

@@ -102,9 +102,15 @@ def drop(kind: str, name: str) -> str:
     return f"DROP {keyword} IF EXISTS {quote_table(name)}"
 
 
-def select_all(name: str, limit: bool = False) -> str:
-    """``SELECT * FROM name`` with an optional ``LIMIT ?`` parameter."""
-    return f"SELECT * FROM {quote_table(name)}" + (" LIMIT ?" if limit else "")
+def count_rows(name: str) -> str:
+    """``SELECT count(*)`` of a table or view."""
+    return f"SELECT count(*) FROM {quote_table(name)}"
+
+
+def read_csv(with_types: bool) -> str:
+    """``read_csv(path, delim[, types])`` as ``?`` parameters, recording rejected rows."""
+    options = "header = true, delim = ?, quote = '\"', escape = '\"', store_rejects = true"
+    return f"SELECT * FROM read_csv(?, {options}{', types = ?' if with_types else ''})"
 
 
 def limited(query_sql: str) -> str:

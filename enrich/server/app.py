@@ -21,7 +21,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from .engine import Engine
-from .replies import ApiError, error_body
+from .replies import ApiError
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -209,6 +209,3 @@ def _limit(raw: str | None, maximum: int, default: int | None = None) -> int:
             400, f"Invalid 'limit': must be an integer between 1 and {maximum}.", "limit"
         )
     return int(raw)
-
-
-__all__ = ["create_app", "error_body"]

@@ -15,6 +15,7 @@ import string
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..tokens import estimate_prompt
@@ -29,7 +30,6 @@ from .validation import validate
 Respond = Callable[[str, Mapping[str, Any], float], Reply]
 
 ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
-TERMINAL = ("completed", "failed", "expired", "cancelled")
 THIRTY_DAYS = 30 * 86_400
 _BASE62 = string.ascii_letters + string.digits
 _EXPIRED = LineError(
@@ -39,7 +39,7 @@ _CANCELLED = LineError("batch_cancelled", "The batch was cancelled before this r
 _TIMEOUT = LineError("request_timeout", "The underlying call to the model timed out.")
 
 
-def file_id() -> str:
+def new_file_id() -> str:
     """A new id shaped like OpenAI's: ``file-`` and 22 base62 characters."""
     return "file-" + "".join(secrets.choice(_BASE62) for _ in range(22))
 
@@ -113,7 +113,7 @@ class Engine:
         lifetime = expires_after or (THIRTY_DAYS if purpose == "batch" else None)
         with self._lock:
             self._seq += 1
-            meta = file_object(file_id(), filename, purpose, size, now, lifetime) | {
+            meta = file_object(new_file_id(), filename, purpose, size, now, lifetime) | {
                 "_seq": self._seq
             }
             self.store.put_file(meta, source=source)
@@ -144,7 +144,7 @@ class Engine:
             del self._files[file_id]
         return {"id": file_id, "object": "file", "deleted": True}
 
-    def file_content(self, file_id: str) -> Any:
+    def file_content(self, file_id: str) -> Path:
         """Where a file's bytes are."""
         self.get_file(file_id)
         return self.store.file_path(file_id)
@@ -251,8 +251,10 @@ class Engine:
             now = self.clock()
             for record in self._batches.values():
                 if record["batch"]["status"] in ACTIVE:
+                    before = json.dumps(record)
                     self._advance(record, now)
-                    self.store.put_batch(record)
+                    if json.dumps(record) != before:  # most ticks move nothing: skip the write
+                        self.store.put_batch(record)
 
     def _advance(self, record: dict[str, Any], now: float) -> None:
         batch, timing = record["batch"], self.config.timing
@@ -470,7 +472,7 @@ class Engine:
         content = data.encode()
         self._seq += 1
         meta = file_object(
-            file_id(), f"{batch_id}_{kind}.jsonl", "batch_output", len(content), int(at), expiry
+            new_file_id(), f"{batch_id}_{kind}.jsonl", "batch_output", len(content), int(at), expiry
         )
         self.store.put_file(meta | {"_seq": self._seq}, data=content)
         self._files[meta["id"]] = meta | {"_seq": self._seq}
