@@ -1,18 +1,65 @@
 """Talking to an OpenAI-compatible API: the only module that imports the openai SDK.
 
-The SDK already retries 408/409/429/5xx with backoff (``max_retries``); enrich adds no retry layer.
+:class:`BatchClient` is what enrich needs of the Files and Batches APIs, returning plain
+:class:`BatchState` records so nothing else sees SDK types. The SDK already retries 408/409/429/5xx
+with backoff (``max_retries``); enrich adds no retry layer. SDK errors become :class:`ApiError`
+with a message that says what to do and never contains the key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import openai
 
+from .errors import ApiError
 from .server.replies import Reply, error_reply
 
 DEFAULT_TIMEOUT = 600.0
+TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """Where requests go. The key is kept out of ``repr`` so it cannot reach a log or traceback."""
+
+    base_url: str | None = None  # None: the SDK's default (or OPENAI_BASE_URL)
+    api_key: str | None = field(default=None, repr=False)
+    max_retries: int = 2
+    timeout: float = DEFAULT_TIMEOUT
+    strict: bool = False  # validate every response against the SDK's types (tests)
+
+    @classmethod
+    def from_env(cls) -> ApiConfig:
+        """``OPENAI_BASE_URL`` and ``OPENAI_API_KEY``, read now."""
+        return cls(os.environ.get("OPENAI_BASE_URL") or None, os.environ.get("OPENAI_API_KEY"))
+
+
+@dataclass(frozen=True)
+class BatchState:
+    """What enrich keeps of a Batch object."""
+
+    id: str
+    status: str
+    input_file_id: str
+    output_file_id: str | None
+    error_file_id: str | None
+    total: int
+    completed: int
+    failed: int
+    errors: tuple[Mapping[str, Any], ...]
+    created_at: int
+    metadata: Mapping[str, str]
+
+    @property
+    def done(self) -> bool:
+        """The batch will not change any more."""
+        return self.status in TERMINAL
 
 
 def make_client(
@@ -20,11 +67,149 @@ def make_client(
     api_key: str | None,
     max_retries: int = 2,
     timeout: float = DEFAULT_TIMEOUT,
+    strict: bool = False,
 ) -> openai.OpenAI:
     """An SDK client; None falls back to the SDK's own OPENAI_BASE_URL / OPENAI_API_KEY handling."""
     return openai.OpenAI(
-        base_url=base_url, api_key=api_key, max_retries=max_retries, timeout=timeout
+        base_url=base_url,
+        api_key=api_key,
+        max_retries=max_retries,
+        timeout=timeout,
+        _strict_response_validation=strict,
     )
+
+
+class BatchClient:
+    """Upload, create, follow and download batches; answer single requests for previews."""
+
+    def __init__(self, config: ApiConfig) -> None:
+        if not config.api_key:
+            raise ApiError(
+                "OPENAI_API_KEY is not set; export it, or run with --offline to use the local "
+                "Batch API server"
+            )
+        self._sdk = make_client(
+            config.base_url, config.api_key, config.max_retries, config.timeout, config.strict
+        )
+        self.base_url = str(self._sdk.base_url).rstrip("/")
+
+    def upload(self, path: Path) -> str:
+        """Upload a JSONL file for batch use; returns its file id."""
+        with self._calling(f"uploading {path.name}"), path.open("rb") as handle:
+            return self._sdk.files.create(file=handle, purpose="batch").id
+
+    def create(self, input_file_id: str, endpoint: str, metadata: Mapping[str, str]) -> BatchState:
+        """Create a batch over an uploaded file, with a 24h completion window."""
+        with self._calling("creating a batch"):
+            batch = self._sdk.batches.create(
+                input_file_id=input_file_id,
+                endpoint=endpoint,  # type: ignore[arg-type]
+                completion_window="24h",
+                metadata=dict(metadata),
+            )
+        return _state(batch)
+
+    def retrieve(self, batch_id: str) -> BatchState:
+        """The batch as it is now."""
+        with self._calling(f"reading batch {batch_id}", batch_id):
+            return _state(self._sdk.batches.retrieve(batch_id))
+
+    def find(self, key: str, value: str, look_back: int = 2000) -> BatchState | None:
+        """The newest batch whose metadata has ``key: value``, among the last `look_back`."""
+        with self._calling("listing batches"):
+            for seen, batch in enumerate(self._sdk.batches.list(limit=100)):
+                if (batch.metadata or {}).get(key) == value:
+                    return _state(batch)
+                if seen >= look_back:
+                    return None
+        return None
+
+    def cancel(self, batch_id: str) -> BatchState:
+        """Ask the API to stop a batch."""
+        with self._calling(f"cancelling batch {batch_id}", batch_id):
+            return _state(self._sdk.batches.cancel(batch_id))
+
+    def download(self, file_id: str, path: Path) -> Path:
+        """Stream a file's content to `path` (written whole or not at all)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".part")
+        with (
+            self._calling(f"downloading file {file_id}"),
+            self._sdk.files.with_streaming_response.content(file_id) as response,
+        ):
+            response.stream_to_file(tmp)
+        tmp.replace(path)
+        return path
+
+    def delete_file(self, file_id: str) -> None:
+        """Delete an uploaded file that is no longer needed; a file already gone is fine."""
+        try:
+            self._sdk.files.delete(file_id)
+        except openai.NotFoundError:
+            return
+        except openai.OpenAIError as err:
+            raise _api_error(err, f"deleting file {file_id}", self.base_url) from err
+
+    def respond(self, url: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """One synchronous request (``/v1/chat/completions`` …), its response body as JSON."""
+        with self._calling(f"calling {url}"):
+            answer = self._sdk.post(url.removeprefix("/v1"), body=dict(body), cast_to=object)
+        return answer if isinstance(answer, dict) else {}
+
+    @contextmanager
+    def _calling(self, doing: str, batch_id: str | None = None) -> Iterator[None]:
+        try:
+            yield
+        except openai.OpenAIError as err:
+            raise _api_error(err, doing, self.base_url, batch_id) from err
+
+
+def _state(batch: Any) -> BatchState:
+    counts = batch.request_counts
+    errors = batch.errors.data if batch.errors and batch.errors.data else []
+    return BatchState(
+        id=batch.id,
+        status=batch.status,
+        input_file_id=batch.input_file_id,
+        output_file_id=batch.output_file_id or None,
+        error_file_id=batch.error_file_id or None,
+        total=counts.total if counts else 0,
+        completed=counts.completed if counts else 0,
+        failed=counts.failed if counts else 0,
+        errors=tuple(
+            {"code": e.code, "message": e.message, "line": e.line, "param": e.param}
+            for e in errors
+        ),
+        created_at=batch.created_at,
+        metadata=dict(batch.metadata or {}),
+    )
+
+
+def _api_error(
+    err: openai.OpenAIError, doing: str, base_url: str, batch_id: str | None = None
+) -> ApiError:
+    if isinstance(err, openai.AuthenticationError):
+        return ApiError(
+            f"{base_url} rejected the API key while {doing} (401); check OPENAI_API_KEY",
+            status=401,
+        )
+    if isinstance(err, openai.NotFoundError) and batch_id:
+        return ApiError(
+            f"batch {batch_id} is not found at {base_url} (404): it belongs to another API key, "
+            "project or base URL; run again with the key it was created with (its state is kept)",
+            status=404,
+        )
+    if isinstance(err, openai.APIStatusError):
+        return ApiError(
+            f"{base_url} answered {err.status_code} while {doing}: {err.message}",
+            status=err.status_code,
+        )
+    if isinstance(err, openai.APIConnectionError):
+        return ApiError(
+            f"cannot reach {base_url} while {doing} ({err.__class__.__name__}); check "
+            "OPENAI_BASE_URL and the network, then run again: nothing sent is lost"
+        )
+    return ApiError(f"{doing} failed: {err}")
 
 
 def forwarder(

@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 
 from . import sql
-from .errors import ExecutionError, SeedError
+from .errors import ExecutionError, ProjectError, SeedError
 
 MEMORY = ":memory:"
 
@@ -31,6 +31,34 @@ SELECT line, error_type, error_message FROM reject_errors
 WHERE scan_id = (SELECT max(scan_id) FROM reject_scans)
 ORDER BY line LIMIT 1
 """
+
+
+@dataclass(frozen=True)
+class TypeInfo:
+    """A DuckDB type as DuckDB itself parsed it: its kind, canonical spelling and parts."""
+
+    id: str  # 'varchar', 'bigint', 'list', 'struct', 'enum', …
+    text: str  # canonical spelling, safe to put in DDL
+    fields: tuple[tuple[str, TypeInfo], ...] = ()  # a struct's fields; a list's element
+    values: tuple[str, ...] = ()  # an enum's values
+
+
+def describe_type(text: str) -> TypeInfo:
+    """Parse a DuckDB type name; an unknown one raises ProjectError with DuckDB's suggestion."""
+    try:
+        parsed = duckdb.sqltype(text)
+    except duckdb.Error as err:
+        raise ProjectError(str(err).strip().replace("\n", " ")) from err
+    return _type_info(parsed)
+
+
+def _type_info(parsed: Any) -> TypeInfo:
+    if parsed.id == "enum":
+        return TypeInfo("enum", str(parsed), values=tuple(parsed.children[0][1]))
+    if parsed.id in ("list", "struct"):
+        fields = tuple((name, _type_info(child)) for name, child in parsed.children)
+        return TypeInfo(parsed.id, str(parsed), fields)
+    return TypeInfo(parsed.id, str(parsed))
 
 
 @dataclass(frozen=True)
@@ -147,6 +175,10 @@ class Database:
                     "fix that row of the CSV (or its encoding: seeds are read as UTF-8)"
                 )
         return self.count(name)
+
+    def describe(self, query_sql: str) -> list[tuple[str, str]]:
+        """The column names and DuckDB types a query returns."""
+        return [(str(row[0]), str(row[1])) for row in self.fetchall(sql.describe(query_sql))]
 
     def read_table(self, query_sql: str, limit: int) -> Table:
         """At most `limit` rows of a query, for display."""

@@ -10,7 +10,9 @@ key at fault and says what to do next. Anything else escaping enrich is a bug.
     ├── DependencyError     unknown ``ref``/``source`` ("did you mean …"), or a cycle
     │                       (``a → b → a``)
     ├── SelectionError      a ``--select``/``--exclude`` selector that is malformed
-    └── ExecutionError      DuckDB rejected a model while it ran
+    ├── ExecutionError      DuckDB rejected a model while it ran
+    │   └── CostLimitError  the estimated cost is over ``--max-cost`` (nothing was sent)
+    └── ApiError            the API refused or could not be reached (never shows the key)
 """
 
 from __future__ import annotations
@@ -48,3 +50,15 @@ class SelectionError(EnrichError):
 
 class ExecutionError(EnrichError):
     """DuckDB rejected a model while building it."""
+
+
+class CostLimitError(ExecutionError):
+    """The estimated cost of what a run would send is over the limit; nothing was sent."""
+
+
+class ApiError(EnrichError):
+    """The Batch or Files API refused a call or could not be reached."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status

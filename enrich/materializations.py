@@ -7,16 +7,52 @@ materializer) is one more entry.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .db import Database
+from .spec import ENRICH_KEYS
 
 if TYPE_CHECKING:
+    from .client import ApiConfig
     from .project import Model, Project
 
 COMMON_CONFIG = frozenset({"materialized", "tags", "dialect", "enabled"})
+
+
+def utc_now() -> datetime:
+    """The wall clock, in UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class EnrichEvent:
+    """Something an enrich model did that a person watching would want to know."""
+
+    node: str
+    message: str
+    batch_id: str | None = None
+    status: str | None = None
+    completed: int = 0
+    failed: int = 0
+    total: int = 0
+
+
+@dataclass(frozen=True)
+class EnrichOptions:
+    """How enrich models talk to the API in this run; clocks and sleeps are injectable."""
+
+    api: ApiConfig | None = None  # None: OPENAI_BASE_URL / OPENAI_API_KEY, read when needed
+    wait: bool = True  # follow batches to the end; False: submit, collect what is done, return
+    dry_run: bool = False
+    max_cost_usd: float | None = None  # overrides the max_cost_usd setting
+    poll_seconds: tuple[float, float] | None = None  # overrides [tool.enrich.batch] backoff
+    sleep: Callable[[float], None] = time.sleep
+    on_event: Callable[[EnrichEvent], None] | None = None
+    run_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -26,6 +62,8 @@ class BuildContext:
     db: Database
     project: Project
     full_refresh: bool = False
+    options: EnrichOptions = field(default_factory=EnrichOptions)
+    clock: Callable[[], datetime] = utc_now
 
 
 @dataclass(frozen=True)
@@ -61,6 +99,18 @@ def build_table(model: Model, ctx: BuildContext) -> Outcome:
     return Outcome(rows, f"table {model.name} built with {rows} rows")
 
 
+def build_enrich(model: Model, ctx: BuildContext) -> Outcome:
+    """Send the model's rows through the Batch API and build a table of the answers."""
+    from .enrichment import build  # enrichment builds on this module's types
+
+    return build(model, ctx)
+
+
 MATERIALIZATIONS: Mapping[str, Materialization] = {
-    m.name: m for m in (Materialization("view", build_view), Materialization("table", build_table))
+    m.name: m
+    for m in (
+        Materialization("view", build_view),
+        Materialization("table", build_table),
+        Materialization("enrich", build_enrich, ENRICH_KEYS),
+    )
 }

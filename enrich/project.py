@@ -14,15 +14,34 @@ from pathlib import Path
 from typing import Any
 
 from . import dag, sql
+from .batch_requests import BatchSettings
+from .costs import DEFAULT_PRICES, Price
 from .errors import DependencyError, ProjectError
 from .materializations import COMMON_CONFIG, MATERIALIZATIONS
 from .selector import NodeInfo
+from .spec import ENRICH_KEYS, EnrichSpec, resolve
 from .suggest import did_you_mean
 from .templating import Relations, render
 
 SETTINGS_KEYS = frozenset(
-    {"database", "models_dir", "seeds_dir", "target_dir", "vars", "sources", "seeds"}
+    {
+        "database",
+        "models_dir",
+        "seeds_dir",
+        "target_dir",
+        "vars",
+        "sources",
+        "seeds",
+        "defaults",
+        "prices",
+        "batch",
+        "max_cost_usd",
+    }
 )
+BATCH_KEYS = frozenset(
+    {"max_lines", "max_bytes", "enqueued_tokens", "poll_min_seconds", "poll_max_seconds"}
+)
+PRICE_KEYS = frozenset({"input", "output"})
 SEED_KEYS = frozenset({"column_types", "delimiter"})
 SOURCE_KEYS = frozenset({"schema", "tables"})
 
@@ -56,6 +75,10 @@ class Settings:
     vars: Mapping[str, Any] = field(default_factory=dict)
     sources: Mapping[str, Source] = field(default_factory=dict)
     seeds: Mapping[str, SeedSettings] = field(default_factory=dict)
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # config of every enrich model
+    prices: Mapping[str, Price] = field(default_factory=lambda: dict(DEFAULT_PRICES))
+    batch: BatchSettings = field(default_factory=BatchSettings)
+    max_cost_usd: float | None = None
 
     @property
     def database_path(self) -> str:
@@ -106,6 +129,7 @@ class Model:
     config: ModelConfig
     depends_on: frozenset[str]  # model and seed names, from ref() and tables named directly
     sources: tuple[tuple[str, str], ...] = ()
+    enrich: EnrichSpec | None = None  # what an enrich model sends, resolved from its config
 
 
 @dataclass(frozen=True)
@@ -165,6 +189,10 @@ def load_settings(root: Path) -> Settings:
         vars=_table(table, "vars", "[tool.enrich]"),
         sources=_sources(_table(table, "sources", "[tool.enrich]")),
         seeds=_seed_settings(_table(table, "seeds", "[tool.enrich]")),
+        defaults=_defaults(_table(table, "defaults", "[tool.enrich]")),
+        prices=_prices(_table(table, "prices", "[tool.enrich]")),
+        batch=_batch(_table(table, "batch", "[tool.enrich]")),
+        max_cost_usd=_optional_number(table, "max_cost_usd", "[tool.enrich]"),
     )
 
 
@@ -225,6 +253,56 @@ def _seed_settings(table: Mapping[str, Any]) -> dict[str, SeedSettings]:
             raise ProjectError(f"{where}: column_types maps a column to a DuckDB type name")
         seeds[name] = SeedSettings(dict(types), str(entry.get("delimiter", ",")))
     return seeds
+
+
+def _defaults(table: Mapping[str, Any]) -> dict[str, Any]:
+    _check_keys(table, ENRICH_KEYS, "pyproject.toml [tool.enrich.defaults]")
+    return dict(table)
+
+
+def _prices(table: Mapping[str, Any]) -> dict[str, Price]:
+    prices = dict(DEFAULT_PRICES)
+    for model in table:
+        where = f'pyproject.toml [tool.enrich.prices."{model}"]'
+        entry = _table(table, model, "[tool.enrich.prices]")
+        _check_keys(entry, PRICE_KEYS, where)
+        values = [_optional_number(entry, key, where) for key in ("input", "output")]
+        if values[0] is None:
+            raise ProjectError(f"{where}: set input = USD per million input tokens (batch price)")
+        prices[model] = Price(values[0], values[1] or 0.0)
+    return prices
+
+
+def _batch(table: Mapping[str, Any]) -> BatchSettings:
+    where = "pyproject.toml [tool.enrich.batch]"
+    _check_keys(table, BATCH_KEYS, where)
+    defaults = BatchSettings()
+    tokens = table.get("enqueued_tokens", defaults.enqueued_tokens)
+    if isinstance(tokens, int):
+        tokens = {"default": tokens}
+    if not isinstance(tokens, Mapping) or not all(
+        isinstance(v, int) and v > 0 for v in tokens.values()
+    ):
+        raise ProjectError(
+            f"{where}: enqueued_tokens is a number, or a table of model = number (plus default)"
+        )
+    limits = {k: _optional_number(table, k, where) for k in BATCH_KEYS - {"enqueued_tokens"}}
+    return BatchSettings(
+        max_lines=int(limits["max_lines"] or defaults.max_lines),
+        max_bytes=int(limits["max_bytes"] or defaults.max_bytes),
+        enqueued_tokens=dict(tokens),
+        poll_min_seconds=float(limits["poll_min_seconds"] or defaults.poll_min_seconds),
+        poll_max_seconds=float(limits["poll_max_seconds"] or defaults.poll_max_seconds),
+    )
+
+
+def _optional_number(table: Mapping[str, Any], key: str, where: str) -> float | None:
+    value = table.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ProjectError(f"{where}: {key!r} must be a positive number")
+    return float(value)
 
 
 def _discover_seeds(settings: Settings) -> dict[str, Seed]:
@@ -288,7 +366,16 @@ def load_model(settings: Settings, name: str, path: str, nodes: set[str]) -> Mod
         config=config,
         depends_on=frozenset(depends_on),
         sources=tuple(rendered.sources),
+        enrich=_enrich_spec(settings, name, path, config),
     )
+
+
+def _enrich_spec(
+    settings: Settings, name: str, path: str, config: ModelConfig
+) -> EnrichSpec | None:
+    if config.materialized != "enrich":
+        return None
+    return resolve(name, path, config.options, settings.defaults, settings.root)
 
 
 def _read_model(path: Path, rel: str) -> str:

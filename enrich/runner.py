@@ -5,29 +5,26 @@ These functions are the library API the CLI calls; they return results and never
 
 from __future__ import annotations
 
+import dataclasses
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from . import artifacts, dag, ledger, selector
 from .db import Database, Table
 from .errors import EnrichError
-from .materializations import MATERIALIZATIONS, BuildContext
+from .materializations import MATERIALIZATIONS, BuildContext, EnrichOptions, utc_now
 from .project import Model, Project, Seed, load_project
 from .results import NodeResult, RunResult, Status
 
 OnResult = Callable[[NodeResult], None]
 Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    """The wall clock, in UTC."""
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -51,8 +48,12 @@ def run(
     threads: int = 1,
     on_result: OnResult | None = None,
     clock: Clock = utc_now,
+    options: EnrichOptions | None = None,
 ) -> RunResult:
-    """Load changed seeds, then build the selected models; a failure skips only its downstream."""
+    """Load changed seeds, then build the selected models; a failure skips only its downstream.
+
+    `options` says how enrich models reach the API (see :class:`EnrichOptions`).
+    """
     project = load_project(project_dir)
     graph, info = project.graph(), project.node_info()
     chosen = selector.select(graph, info, select, exclude)
@@ -65,7 +66,8 @@ def run(
     def work(db: Database, report: OnResult) -> list[NodeResult]:
         loaded = _load_seeds(db, project, sorted(seeds), full_refresh, clock, report)
         failed = {r.name for r in loaded if r.status == "error"}
-        builder = _ModelBuilder(db, project, full_refresh, clock, report)
+        enrich = dataclasses.replace(options or EnrichOptions(), run_id=uuid.uuid4().hex)
+        builder = _ModelBuilder(db, project, full_refresh, clock, report, enrich)
         return loaded + builder.build(models, failed, threads)
 
     return _execute(project, clock, on_result, work)
@@ -193,10 +195,16 @@ class _ModelBuilder:
     """Builds models in DAG order on up to `threads` connections; a failure skips its downstream."""
 
     def __init__(
-        self, db: Database, project: Project, full_refresh: bool, clock: Clock, report: OnResult
+        self,
+        db: Database,
+        project: Project,
+        full_refresh: bool,
+        clock: Clock,
+        report: OnResult,
+        options: EnrichOptions,
     ) -> None:
         self.db, self.project, self.full_refresh = db, project, full_refresh
-        self.clock, self.report = clock, report
+        self.clock, self.report, self.options = clock, report, options
         self.results: list[NodeResult] = []
 
     def build(self, names: set[str], failed: set[str], threads: int) -> list[NodeResult]:
@@ -235,7 +243,7 @@ class _ModelBuilder:
         started, tick = self.clock(), time.perf_counter()
         db = self.db.cursor()
         try:
-            ctx = BuildContext(db=db, project=self.project, full_refresh=self.full_refresh)
+            ctx = BuildContext(db, self.project, self.full_refresh, self.options, self.clock)
             outcome = MATERIALIZATIONS[model.config.materialized].build(model, ctx)
         except EnrichError as err:
             return self._result(model, "error", started, tick, f"{model.path}: {err}")

@@ -6,6 +6,9 @@ The only module that imports sqlglot.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
@@ -116,3 +119,45 @@ def read_csv(with_types: bool) -> str:
 def limited(query_sql: str) -> str:
     """A model's query wrapped to return at most ``?`` rows."""
     return f"SELECT * FROM (\n{query_sql}\n) AS model LIMIT ?"
+
+
+@dataclass(frozen=True)
+class Raw:
+    """SQL text put into a template as is: enrich's own fragments, or a model's rendered query."""
+
+    text: str
+
+
+Part = str | Sequence[str] | Raw
+
+
+def fill(template: str, /, **parts: Part) -> str:
+    """`template` with each ``{name}`` replaced: a string or a sequence of strings becomes quoted
+    identifiers (comma-separated), a :class:`Raw` its text. Values never go here: they are ``?``.
+
+    >>> fill("SELECT {keys} FROM {t}", keys=["a b", "c"], t="x")
+    'SELECT "a b", "c" FROM "x"'
+    """
+    return template.format(**{name: _part(part) for name, part in parts.items()})
+
+
+def _part(part: Part) -> str:
+    if isinstance(part, Raw):
+        return part.text
+    if isinstance(part, str):
+        return quote(part)
+    return ", ".join(quote(name) for name in part)
+
+
+def columns(names: Sequence[str], table: str) -> Raw:
+    """``"t"."a", "t"."b"``: columns qualified by a table alias.
+
+    >>> columns(["a"], "r").text
+    '"r"."a"'
+    """
+    return Raw(", ".join(f"{quote(table)}.{quote(name)}" for name in names))
+
+
+def describe(query_sql: str) -> str:
+    """``DESCRIBE`` a model's query: its column names and types."""
+    return f"DESCRIBE SELECT * FROM (\n{query_sql}\n) AS model"

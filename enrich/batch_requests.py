@@ -1,0 +1,305 @@
+"""Rows → Batch API request lines, in DuckDB: plan, validate, pick what to send, shard, write JSONL.
+
+Everything is set-based SQL over two temporary tables of the model's connection, so no Python
+touches a row:
+
+- ``enrich_rows``: one row per source row: its key, the request body, the request hash and an
+  estimate of its prompt tokens.
+- ``enrich_sends``: one row per distinct request that needs sending now, with the shard it goes in.
+
+A request's hash is sha256 over the endpoint URL and the exact body sent, so it changes exactly
+when something sent changes; it is also the request's ``custom_id`` (64 hex characters).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import sql
+from .db import Database
+from .errors import ProjectError
+from .spec import EnrichSpec
+from .suggest import did_you_mean
+
+if TYPE_CHECKING:
+    from .project import Model
+
+_PLAN = """
+CREATE OR REPLACE TEMP TABLE enrich_rows AS
+SELECT *, sha256(? || body) AS request_hash
+FROM (
+    SELECT {keys}, _prompt, _system, _images,
+           to_json(struct_pack({keys}))::VARCHAR AS row_key,
+           json_merge_patch(?::JSON, {row_body})::VARCHAR AS body,
+           {row_tokens} AS tokens
+    FROM (
+        SELECT {keys}, {prompt}::VARCHAR AS _prompt, {system} AS _system, {images} AS _images
+        FROM (
+{query}
+        ) AS model
+    )
+)
+"""
+
+_CHECKS = (
+    (
+        "SELECT row_key, count(*) OVER () FROM enrich_rows WHERE {null_key} LIMIT 1",
+        "key {key} has a NULL part ({count} row(s) like it); unique_key columns must be set "
+        "on every row: filter those rows out or coalesce the key",
+    ),
+    (
+        "SELECT row_key, count(*) OVER (), n FROM ("
+        " SELECT row_key, count(*) AS n FROM enrich_rows GROUP BY row_key HAVING count(*) > 1)"
+        " ORDER BY row_key LIMIT 1",
+        "unique_key is not unique: key {key} appears {extra} times ({count} key(s) repeat); add "
+        "a column to unique_key or deduplicate rows in the model's SELECT",
+    ),
+    (
+        "SELECT row_key, count(*) OVER () FROM enrich_rows"
+        " WHERE _prompt IS NULL OR trim(_prompt) = '' LIMIT 1",
+        "the prompt of key {key} is NULL or empty ({count} row(s) like it); filter those rows "
+        "out or give them text",
+    ),
+    (
+        "SELECT row_key, count(*) OVER (), u FROM ("
+        " SELECT row_key, unnest(_images) AS u FROM enrich_rows)"
+        " WHERE u IS NULL OR NOT regexp_matches(u, '^(https?://\\S+|data:image/[A-Za-z0-9.+-]+;base64,\\S+)$')"
+        " ORDER BY row_key LIMIT 1",
+        "the image URL of key {key} is {extra!r} ({count} like it); an image is an http(s) URL "
+        "or a data:image/...;base64, URL",
+    ),
+)
+
+_TOO_LARGE = """
+SELECT row_key, count(*) OVER (), strlen(body) FROM enrich_rows
+WHERE strlen(body) + ? > ? ORDER BY row_key LIMIT 1
+"""
+
+_TOO_MANY_TOKENS = """
+SELECT row_key, count(*) OVER (), tokens FROM enrich_rows WHERE tokens > ? ORDER BY row_key LIMIT 1
+"""
+
+_SENDS = """
+CREATE OR REPLACE TEMP TABLE enrich_sends AS
+SELECT w.request_hash, w.body, w.tokens, w.row_key, strlen(w.body) + ? AS line_bytes
+FROM (
+    SELECT request_hash, any_value(body) AS body, any_value(tokens) AS tokens,
+           min(row_key) AS row_key
+    FROM enrich_rows GROUP BY request_hash
+) AS w
+LEFT JOIN _enrich.requests AS q USING (request_hash)
+WHERE q.request_hash IS NULL
+   OR (q.status NOT IN ('submitting', 'submitted') AND (
+          (q.answer IS NULL AND q.attempts < ? AND (q.status <> 'failed' OR q.updated_at < ?))
+       OR (? AND q.answer IS NOT NULL AND q.finished_at < ?)))
+"""
+
+_SHARD = """
+CREATE OR REPLACE TEMP TABLE enrich_sends AS
+SELECT * EXCLUDE (by_lines, by_bytes, by_tokens),
+       dense_rank() OVER (ORDER BY by_lines, by_bytes, by_tokens) - 1 AS shard
+FROM (
+    SELECT *,
+           (row_number() OVER w - 1) // ? AS by_lines,
+           (sum(line_bytes) OVER w) // ? AS by_bytes,
+           (sum(tokens) OVER w) // ? AS by_tokens
+    FROM enrich_sends
+    WINDOW w AS (ORDER BY request_hash ROWS UNBOUNDED PRECEDING)
+)
+"""
+
+_SHARDS = """
+SELECT shard, count(*), sum(line_bytes), sum(tokens),
+       sha256(string_agg(request_hash, '' ORDER BY request_hash))
+FROM enrich_sends GROUP BY shard ORDER BY shard
+"""
+
+_WRITE_SHARD = """
+COPY (
+    SELECT request_hash AS custom_id, 'POST' AS method, ? AS url, body::JSON AS body
+    FROM enrich_sends WHERE shard = ? ORDER BY request_hash
+) TO ? (FORMAT JSON)
+"""
+
+_COUNTS = """
+SELECT count(*),
+       count(*) FILTER (WHERE q.answer IS NOT NULL AND q.finished_at < ?),
+       count(*) FILTER (WHERE q.answer IS NOT NULL),
+       count(*) FILTER (WHERE q.answer IS NULL AND q.status = 'failed'),
+       coalesce(sum(q.prompt_tokens) FILTER (WHERE q.answer IS NOT NULL), 0),
+       coalesce(sum(q.completion_tokens) FILTER (WHERE q.answer IS NOT NULL), 0)
+FROM enrich_rows AS r LEFT JOIN _enrich.requests AS q USING (request_hash)
+"""
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """How requests are split into batches and followed (``[tool.enrich.batch]``)."""
+
+    max_lines: int = 50_000  # the Batch API's limit per input file
+    max_bytes: int = 200 * 1024 * 1024  # the Files API's limit per batch input file
+    # Estimated prompt tokens in flight at once, per model ("default" for the others).
+    enqueued_tokens: Mapping[str, int] = field(default_factory=lambda: {"default": 2_000_000})
+    poll_min_seconds: float = 1.0
+    poll_max_seconds: float = 60.0
+
+    def token_limit(self, model: str) -> int:
+        """The enqueued-token budget of one model."""
+        return self.enqueued_tokens.get(model, self.enqueued_tokens.get("default", 2_000_000))
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One batch input file's worth of requests."""
+
+    index: int
+    lines: int
+    bytes: int
+    tokens: int
+    shard_hash: str
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Where a model's rows stand."""
+
+    rows: int
+    cached: int  # answered before this run started
+    succeeded: int
+    failed: int
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def pending(self) -> int:
+        """Rows still without an answer or a final failure."""
+        return self.rows - self.succeeded - self.failed
+
+
+def line_overhead(spec: EnrichSpec) -> int:
+    """Bytes a JSONL line adds around its body (the custom_id is a 64-character hash)."""
+    shell = {"custom_id": "0" * 64, "method": "POST", "url": spec.endpoint.url, "body": 0}
+    return len(json.dumps(shell, separators=(",", ":"))) - 1 + 1  # body "0" out, newline in
+
+
+def plan_rows(db: Database, model: Model, spec: EnrichSpec) -> None:
+    """Run the model's query into ``enrich_rows``: key, body, request hash, estimated tokens."""
+    columns = dict(db.describe(model.sql))
+    _require_columns(spec, columns)
+    system, system_params = _system(spec, columns)
+    statement = sql.fill(
+        _PLAN,
+        keys=spec.unique_key,
+        prompt=spec.prompt_column,
+        system=system,
+        images=_images(spec, columns),
+        row_body=sql.Raw(spec.endpoint.row_body),
+        row_tokens=sql.Raw(spec.endpoint.row_tokens),
+        query=sql.Raw(model.sql),
+    )
+    body = json.dumps(spec.constant_body(), ensure_ascii=False, separators=(",", ":"))
+    db.execute(statement, [spec.endpoint.url + "\n", body, *system_params])
+
+
+def _require_columns(spec: EnrichSpec, columns: dict[str, str]) -> None:
+    for column in (*spec.unique_key, spec.prompt_column):
+        if column not in columns:
+            role = "prompt" if column == spec.prompt_column else "unique_key"
+            raise ProjectError(
+                f"{spec.path}: the model's SELECT has no {role} column {column!r}"
+                f"{did_you_mean(column, columns)}; it returns: {', '.join(columns)}"
+            )
+    if spec.image_column in columns and not spec.endpoint.images:
+        raise ProjectError(
+            f"{spec.path}: {spec.endpoint.url} takes no images; drop column {spec.image_column!r}"
+        )
+
+
+def _system(spec: EnrichSpec, columns: dict[str, str]) -> tuple[sql.Raw, list[Any]]:
+    if spec.system_prompt_column in columns:
+        template = "coalesce({column}::VARCHAR, ?::VARCHAR)"
+        return sql.Raw(sql.fill(template, column=spec.system_prompt_column)), [spec.system_prompt]
+    return sql.Raw("?::VARCHAR"), [spec.system_prompt]
+
+
+def _images(spec: EnrichSpec, columns: dict[str, str]) -> sql.Raw:
+    kind = columns.get(spec.image_column)
+    if kind is None:
+        return sql.Raw("NULL::VARCHAR[]")
+    if kind.endswith("[]"):
+        return sql.Raw(sql.fill("{column}::VARCHAR[]", column=spec.image_column))
+    template = "CASE WHEN {column} IS NULL THEN NULL ELSE [{column}::VARCHAR] END"
+    return sql.Raw(sql.fill(template, column=spec.image_column))
+
+
+def validate_rows(db: Database, spec: EnrichSpec, batch: BatchSettings) -> None:
+    """Stop before anything is sent if a row is bad, naming the model file, the key and the fix."""
+    null_key = sql.Raw(" OR ".join(sql.fill("{k} IS NULL", k=k) for k in spec.unique_key))
+    for template, problem in _CHECKS:
+        found = db.fetchone(sql.fill(template, null_key=null_key))
+        if found is not None:
+            raise ProjectError(f"{spec.path}: " + _problem(problem, found))
+    overhead = line_overhead(spec)
+    found = db.fetchone(_TOO_LARGE, [overhead, batch.max_bytes])
+    if found is not None:
+        raise ProjectError(
+            f"{spec.path}: the request of key {found[0]} is {found[2] + overhead} bytes, over the "
+            f"{batch.max_bytes}-byte batch file limit ({found[1]} like it); shorten its prompt "
+            "or images"
+        )
+    limit = batch.token_limit(spec.model)
+    found = db.fetchone(_TOO_MANY_TOKENS, [limit])
+    if found is not None:
+        raise ProjectError(
+            f"{spec.path}: the request of key {found[0]} is estimated at {found[2]} prompt "
+            f"tokens, over the enqueued-token limit of {limit} for {spec.model} ({found[1]} like "
+            "it); shorten it or raise [tool.enrich.batch] enqueued_tokens"
+        )
+
+
+def _problem(template: str, found: tuple[Any, ...]) -> str:
+    extra = found[2] if len(found) > 2 else None
+    return template.format(key=found[0], count=found[1], extra=extra)
+
+
+def plan_sends(
+    db: Database, spec: EnrichSpec, batch: BatchSettings, since: datetime, full_refresh: bool
+) -> list[Shard]:
+    """Fill ``enrich_sends`` with the distinct requests to send now, split into shards.
+
+    Sent: requests never seen; those retried after a transient error, while attempts remain;
+    those that failed before `since` (a later run retries them); with `full_refresh`, those
+    answered before `since`. Never: requests already in a batch.
+    """
+    params = [line_overhead(spec), spec.max_attempts, since, full_refresh, since]
+    db.execute(_SENDS, params)
+    stats = db.fetchone("SELECT max(line_bytes), max(tokens) FROM enrich_sends")
+    if stats is None or stats[0] is None:
+        return []
+    by_bytes = max(batch.max_bytes - int(stats[0]), 1)
+    by_tokens = max(batch.token_limit(spec.model) - int(stats[1]), 1)
+    db.execute(_SHARD, [batch.max_lines, by_bytes, by_tokens])
+    return [
+        Shard(int(r[0]), int(r[1]), int(r[2]), int(r[3]), str(r[4])) for r in db.fetchall(_SHARDS)
+    ]
+
+
+def write_shard(db: Database, spec: EnrichSpec, shard: Shard, path: Path) -> Path:
+    """Write one shard as a Batch API input file (JSONL), streamed by DuckDB."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    db.execute(_WRITE_SHARD, [spec.endpoint.url, shard.index, str(tmp)])
+    tmp.replace(path)
+    return path
+
+
+def counts(db: Database, since: datetime) -> Counts:
+    """Rows of ``enrich_rows`` by where their request stands."""
+    row = db.fetchone(_COUNTS, [since])
+    values = [int(v or 0) for v in row] if row else [0] * 6
+    return Counts(*values)

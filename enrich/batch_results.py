@@ -1,0 +1,186 @@
+"""Batch output and error files → classified answers → the typed target table.
+
+Files are read by DuckDB's JSON reader with declared types (a line that is not JSON is skipped,
+and so counts as absent). Every line is classified in SQL into ``enrich_results``:
+
+==============================================  ==========  ================================
+line                                            status      reason (``error_code``)
+==============================================  ==========  ================================
+200, complete, fits the output schema           succeeded
+``batch_expired``/``batch_cancelled``/timeout   retry       the error's code
+status 0, 408, 409, 429 or 5xx                  retry       ``http_<status>``
+other HTTP status or error                      failed      ``http_<status>`` / the code
+``finish_reason`` not ``stop`` (truncated)      failed      ``truncated``
+the model refused                               failed      ``refusal``
+not JSON, or outside the output schema          failed      ``invalid_json``/``out_of_schema``
+absent from both files                          retry       ``missing``
+==============================================  ==========  ================================
+
+``retry`` is sent again in the same run while attempts remain; ``failed`` is retried by a later
+run, up to ``max_attempts``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from . import sql
+from .db import Database
+from .spec import EnrichSpec
+
+LINE_COLUMNS = {
+    "custom_id": "VARCHAR",
+    "response": "STRUCT(status_code INTEGER, body JSON)",
+    "error": "STRUCT(code VARCHAR, message VARCHAR)",
+}
+RETRY_CODES = ("batch_expired", "batch_cancelled", "request_timeout")
+
+_LOAD = """
+CREATE OR REPLACE TEMP TABLE enrich_results AS
+WITH lines AS (
+    SELECT custom_id AS request_hash, response.status_code AS status_code,
+           response.body AS body, error.code AS code, error.message AS message
+    FROM read_json(?, format = 'newline_delimited', ignore_errors = true, columns = ?)
+    WHERE custom_id IS NOT NULL
+    QUALIFY row_number() OVER (PARTITION BY custom_id ORDER BY status_code = 200 DESC) = 1
+), answered AS (
+    SELECT *, {answer} FROM lines
+), parsed AS (
+    SELECT *, {parsed} AS parsed FROM answered
+), checked AS (
+    SELECT *, coalesce({fits}, false) AS fits FROM parsed
+)
+SELECT request_hash, answer, prompt_tokens, completion_tokens,
+    CASE
+        WHEN list_contains(?, code) THEN 'retry'
+        WHEN code IS NOT NULL THEN 'failed'
+        WHEN coalesce(status_code, 0) = 0 OR status_code IN (408, 409, 429)
+             OR status_code >= 500 THEN 'retry'
+        WHEN status_code <> 200 OR refusal IS NOT NULL OR NOT complete OR NOT fits THEN 'failed'
+        ELSE 'succeeded'
+    END AS status,
+    CASE
+        WHEN code IS NOT NULL THEN code
+        WHEN coalesce(status_code, 0) <> 200 THEN 'http_' || coalesce(status_code, 0)
+        WHEN refusal IS NOT NULL THEN 'refusal'
+        WHEN NOT complete THEN 'truncated'
+        WHEN answer IS NULL OR NOT coalesce(json_valid(answer), false) THEN 'invalid_json'
+        WHEN NOT fits THEN 'out_of_schema'
+    END AS error_code,
+    CASE
+        WHEN code IS NOT NULL THEN message
+        WHEN coalesce(status_code, 0) <> 200
+            THEN coalesce(body -> 'error' ->> 'message', 'no response body')
+        WHEN refusal IS NOT NULL THEN refusal
+        WHEN NOT complete THEN 'the answer was cut short; raise max_tokens'
+        WHEN NOT fits THEN 'the answer does not fit the output schema: ' || left(answer, 500)
+    END AS error_message
+FROM checked
+"""
+
+
+_MERGE = """
+UPDATE _enrich.requests AS q SET
+    status = CASE WHEN r.status = 'retry' AND q.attempts >= ? THEN 'failed' ELSE r.status END,
+    error_code = r.error_code,
+    error_message = r.error_message,
+    answer = CASE WHEN r.status = 'succeeded' THEN r.answer ELSE q.answer END,
+    prompt_tokens = CASE WHEN r.status = 'succeeded' THEN r.prompt_tokens ELSE q.prompt_tokens END,
+    completion_tokens = CASE WHEN r.status = 'succeeded' THEN r.completion_tokens
+                             ELSE q.completion_tokens END,
+    finished_at = CASE WHEN r.status = 'succeeded' THEN ? ELSE q.finished_at END,
+    updated_at = ?
+FROM enrich_results AS r
+WHERE q.request_hash = r.request_hash AND q.submission_id = ? AND q.status = 'submitted'
+"""
+
+_MISSING = """
+UPDATE _enrich.requests SET
+    status = CASE WHEN attempts >= ? THEN 'failed' ELSE 'retry' END,
+    error_code = 'missing',
+    error_message = 'absent from the batch output and error files',
+    updated_at = ?
+WHERE submission_id = ? AND status = 'submitted'
+"""
+
+_TARGET = """
+CREATE OR REPLACE TABLE {target} AS
+SELECT {keys}, {outputs},
+       q.model AS _enrich_model,
+       r.request_hash AS _enrich_request_hash,
+       q.batch_id AS _enrich_batch_id,
+       q.finished_at AS _enrich_finished_at,
+       q.prompt_tokens AS _enrich_prompt_tokens,
+       q.completion_tokens AS _enrich_completion_tokens
+FROM enrich_rows AS r JOIN _enrich.requests AS q USING (request_hash)
+WHERE q.answer IS NOT NULL
+{keep}
+"""
+
+_KEEP_REMOVED = """
+UNION ALL BY NAME
+SELECT * FROM {old} WHERE ({keys}) NOT IN (SELECT ({keys}) FROM enrich_rows)
+"""
+
+
+def load_results(db: Database, spec: EnrichSpec, files: Sequence[Path]) -> int:
+    """Read and classify output and error files into ``enrich_results``; returns lines read."""
+    parsed, fits, params = _checks(spec)
+    statement = sql.fill(_LOAD, answer=sql.Raw(spec.endpoint.answer), parsed=parsed, fits=fits)
+    paths = [str(f) for f in files]
+    db.execute(statement, [paths, LINE_COLUMNS, *params, list(RETRY_CODES)])
+    row = db.fetchone("SELECT count(*) FROM enrich_results")
+    return int(row[0]) if row else 0
+
+
+def _checks(spec: EnrichSpec) -> tuple[sql.Raw, sql.Raw, list[Any]]:
+    """The parsed answer, and whether it fits what the model declared."""
+    if spec.output is not None:
+        not_null = [sql.fill("parsed.{field} IS NOT NULL", field=f.name) for f in spec.output.fields]
+        fits = " AND ".join(["parsed IS NOT NULL", *not_null])
+        return sql.Raw("try(from_json_strict(answer, ?))"), sql.Raw(fits), [json.dumps(spec.output.structure())]
+    if spec.endpoint.answer_type != "VARCHAR":
+        cast = "try(answer::JSON::" + spec.endpoint.answer_type + ")"
+        return sql.Raw(cast), sql.Raw("parsed IS NOT NULL"), []
+    return sql.Raw("NULL"), sql.Raw("true"), []
+
+
+def merge_results(
+    db: Database, spec: EnrichSpec, submission_id: str, now: datetime, loaded: bool
+) -> None:
+    """Apply ``enrich_results`` (when `loaded`) to one submission's requests; the rest are missing."""
+    if loaded:
+        db.execute(_MERGE, [spec.max_attempts, now, now, submission_id])
+    db.execute(_MISSING, [spec.max_attempts, now, submission_id])
+
+
+def build_target(db: Database, spec: EnrichSpec, existed: bool) -> int:
+    """Replace the model's table: one row per source row with an answer, typed, with provenance."""
+    keep = ""
+    if spec.keep_removed and existed:
+        db.execute(sql.fill("CREATE OR REPLACE TEMP TABLE enrich_old AS FROM {t}", t=spec.name))
+        keep = sql.fill(_KEEP_REMOVED, old="enrich_old", keys=spec.unique_key)
+    outputs, params = _outputs(spec)
+    statement = sql.fill(
+        _TARGET,
+        target=spec.name,
+        keys=sql.columns(spec.unique_key, "r"),
+        outputs=outputs,
+        keep=sql.Raw(keep),
+    )
+    db.execute(statement, params)
+    return db.count(spec.name)
+
+
+def _outputs(spec: EnrichSpec) -> tuple[sql.Raw, list[Any]]:
+    if spec.output is not None:
+        # unnest() spreads the parsed struct into one column per field, parsing each answer once.
+        return sql.Raw("unnest(from_json_strict(q.answer, ?))"), [json.dumps(spec.output.structure())]
+    if spec.endpoint.answer_type == "VARCHAR":
+        return sql.Raw(sql.fill("q.answer AS {column}", column=spec.output_column)), []
+    template = "q.answer::JSON::" + spec.endpoint.answer_type + " AS {column}"
+    return sql.Raw(sql.fill(template, column=spec.output_column)), []

@@ -1,0 +1,237 @@
+"""What an enrichment model asks for: its ``config(...)`` checked and resolved into an EnrichSpec.
+
+Defaults come from ``[tool.enrich.defaults]``; the model's own config wins. Everything here is
+checked when the project loads, so a wrong key or type stops the run before a row is read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .endpoints import ENDPOINTS, Endpoint
+from .errors import ProjectError
+from .outputs import PROVENANCE_PREFIX, Output, parse_output
+from .suggest import did_you_mean
+
+# Request parameters a model may set as config keys; anything else goes in params={...}.
+REQUEST_PARAMS = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "max_output_tokens",
+        "frequency_penalty",
+        "presence_penalty",
+        "seed",
+        "stop",
+        "logit_bias",
+        "reasoning_effort",
+        "verbosity",
+        "dimensions",
+        "user",
+        "service_tier",
+    }
+)
+ENRICH_KEYS = REQUEST_PARAMS | frozenset(
+    {
+        "unique_key",
+        "model",
+        "endpoint",
+        "prompt_column",
+        "image_column",
+        "system_prompt_column",
+        "system_prompt",
+        "system_prompt_file",
+        "output",
+        "output_column",
+        "response_format",
+        "params",
+        "max_attempts",
+        "keep_removed",
+    }
+)
+RESPONSE_FORMATS = ("json_schema", "json_object", "text")
+DEFAULT_MAX_ATTEMPTS = 3
+_SCHEMA_NAME = re.compile(r"[^A-Za-z0-9_-]")
+
+
+@dataclass(frozen=True)
+class EnrichSpec:
+    """One enrichment model, resolved: which columns make a request and what comes back."""
+
+    path: str
+    name: str
+    unique_key: tuple[str, ...]
+    model: str
+    endpoint: Endpoint
+    prompt_column: str = "prompt"
+    image_column: str = "image_url"
+    system_prompt_column: str = "system_prompt"
+    system_prompt: str | None = None
+    output: Output | None = None
+    output_column: str = "response"
+    json_object: bool = False
+    params: Mapping[str, Any] | None = None
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    keep_removed: bool = False
+
+    def constant_body(self) -> dict[str, Any]:
+        """The part of every request body that is the same for all rows."""
+        schema = self.output.json_schema() if self.output and not self.json_object else None
+        name = _SCHEMA_NAME.sub("_", self.name)[:64]
+        body: dict[str, Any] = {"model": self.model, **(self.params or {})}
+        return body | self.endpoint.format(name, schema, self.json_object)
+
+    @property
+    def completion_budget(self) -> int | None:
+        """The most completion tokens a request may use, when a parameter caps it."""
+        params = self.params or {}
+        for key in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+            if isinstance(params.get(key), int):
+                return int(params[key])
+        return None
+
+
+def resolve(
+    name: str, path: str, options: Mapping[str, Any], defaults: Mapping[str, Any], root: Path
+) -> EnrichSpec:
+    """Check an enrich model's config (over the project defaults) and resolve it."""
+    config = {**defaults, **options}
+    endpoint = _endpoint(config, path)
+    output = parse_output(config["output"], path) if "output" in config else None
+    json_object = _response_format(config, output, endpoint, path)
+    keys = _unique_key(config.get("unique_key"), path)
+    spec = EnrichSpec(
+        path=path,
+        name=name,
+        unique_key=keys,
+        model=_model(config, path),
+        endpoint=endpoint,
+        prompt_column=_column(config, "prompt_column", "prompt", path),
+        image_column=_column(config, "image_column", "image_url", path),
+        system_prompt_column=_column(config, "system_prompt_column", "system_prompt", path),
+        system_prompt=_system_prompt(config, root, path),
+        output=output,
+        output_column=_column(config, "output_column", endpoint.default_column, path),
+        json_object=json_object,
+        params=_params(config, path),
+        max_attempts=_positive_int(config, "max_attempts", DEFAULT_MAX_ATTEMPTS, path),
+        keep_removed=bool(config.get("keep_removed", False)),
+    )
+    _check_names(spec)
+    return spec
+
+
+def _endpoint(config: Mapping[str, Any], path: str) -> Endpoint:
+    url = str(config.get("endpoint", "/v1/chat/completions"))
+    if url not in ENDPOINTS:
+        raise ProjectError(
+            f"{path}: endpoint {url!r} is not supported{did_you_mean(url, ENDPOINTS)}; "
+            f"use one of: {', '.join(ENDPOINTS)}"
+        )
+    return ENDPOINTS[url]
+
+
+def _response_format(
+    config: Mapping[str, Any], output: Output | None, endpoint: Endpoint, path: str
+) -> bool:
+    kind = config.get("response_format", "json_schema" if output else "text")
+    if kind not in RESPONSE_FORMATS:
+        raise ProjectError(
+            f"{path}: response_format={kind!r} is unknown; use one of: "
+            f"{', '.join(RESPONSE_FORMATS)}"
+        )
+    if output and not endpoint.structured:
+        raise ProjectError(f"{path}: {endpoint.url} answers are vectors; remove output=...")
+    if kind != "text" and output is None:
+        raise ProjectError(
+            f"{path}: response_format={kind!r} needs output={{field: type, ...}} to check answers"
+        )
+    if kind == "text" and output is not None:
+        raise ProjectError(
+            f"{path}: output=... needs response_format 'json_schema' or 'json_object'"
+        )
+    return bool(kind == "json_object")
+
+
+def _unique_key(value: Any, path: str) -> tuple[str, ...]:
+    keys = (value,) if isinstance(value, str) else tuple(value or ())
+    if not keys or not all(isinstance(k, str) and k for k in keys):
+        raise ProjectError(
+            f"{path}: an enrich model needs unique_key='column' or unique_key=['a', 'b'] naming "
+            "the columns that identify a row"
+        )
+    if len(set(keys)) != len(keys):
+        raise ProjectError(f"{path}: unique_key names a column twice")
+    return keys
+
+
+def _model(config: Mapping[str, Any], path: str) -> str:
+    model = config.get("model")
+    if not isinstance(model, str) or not model:
+        raise ProjectError(
+            f"{path}: no model to send requests to; set model='gpt-4o-mini' in its config or "
+            'model = "..." under [tool.enrich.defaults] in pyproject.toml'
+        )
+    return model
+
+
+def _column(config: Mapping[str, Any], key: str, default: str, path: str) -> str:
+    value = config.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise ProjectError(f"{path}: {key} must name a column")
+    return value
+
+
+def _system_prompt(config: Mapping[str, Any], root: Path, path: str) -> str | None:
+    if "system_prompt" in config and "system_prompt_file" in config:
+        raise ProjectError(f"{path}: set system_prompt or system_prompt_file, not both")
+    if "system_prompt_file" not in config:
+        text = config.get("system_prompt")
+        return None if text is None else str(text)
+    file = root / str(config["system_prompt_file"])
+    try:
+        return file.read_text(encoding="utf-8").strip()
+    except FileNotFoundError as err:
+        raise ProjectError(
+            f"{path}: system_prompt_file {config['system_prompt_file']!r} does not exist "
+            "(paths are relative to the project folder)"
+        ) from err
+    except UnicodeDecodeError as err:
+        raise ProjectError(f"{path}: system_prompt_file is not UTF-8 text") from err
+
+
+def _params(config: Mapping[str, Any], path: str) -> dict[str, Any]:
+    extra = config.get("params", {})
+    if not isinstance(extra, Mapping):
+        raise ProjectError(f"{path}: params must be a mapping of request parameters")
+    named = {k: v for k, v in config.items() if k in REQUEST_PARAMS}
+    clash = {"model", "messages", "input", "response_format", "text"} & set(extra)
+    if clash:
+        raise ProjectError(f"{path}: params may not set {sorted(clash)[0]!r}; enrich builds it")
+    return {**dict(extra), **named}
+
+
+def _positive_int(config: Mapping[str, Any], key: str, default: int, path: str) -> int:
+    value = config.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ProjectError(f"{path}: {key} must be a whole number of at least 1")
+    return value
+
+
+def _check_names(spec: EnrichSpec) -> None:
+    outputs = [f.name for f in spec.output.fields] if spec.output else [spec.output_column]
+    for name in outputs:
+        if name in spec.unique_key:
+            raise ProjectError(
+                f"{spec.path}: output column {name!r} is also a unique_key column; rename one"
+            )
+    if spec.output_column.startswith(PROVENANCE_PREFIX):
+        raise ProjectError(
+            f"{spec.path}: column names starting with {PROVENANCE_PREFIX!r} are reserved"
+        )

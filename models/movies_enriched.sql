@@ -1,0 +1,6 @@
+{{ config(materialized='view', tags=['movies']) }}
+-- Every movie with its categories and summary; a movie not enriched yet has NULLs there.
+select m.*, c.categories, c.summary
+from {{ ref('imdb_top_1000') }} as m
+left join {{ ref('movie_categories') }} as c
+    on c.title = m.Series_Title and c.year = m.Released_Year
