@@ -187,8 +187,9 @@ def line_overhead(spec: EnrichSpec) -> int:
     return len(json.dumps(shell, separators=(",", ":"))) - 1 + 1  # body "0" out, newline in
 
 
-def plan_rows(db: Database, model: Model, spec: EnrichSpec) -> None:
-    """Run the model's query into ``enrich_rows``: key, body, request hash, estimated tokens."""
+def plan_rows(db: Database, model: Model, spec: EnrichSpec, limit: int | None = None) -> None:
+    """Run the model's query (its first `limit` rows) into ``enrich_rows``: key, body, request
+    hash, estimated tokens."""
     columns = dict(db.describe(model.sql))
     _require_columns(spec, columns)
     system, system_params = _system(spec, columns)
@@ -200,10 +201,11 @@ def plan_rows(db: Database, model: Model, spec: EnrichSpec) -> None:
         images=_images(spec, columns),
         row_body=sql.Raw(spec.endpoint.row_body),
         row_tokens=sql.Raw(spec.endpoint.row_tokens),
-        query=sql.Raw(model.sql),
+        query=sql.Raw(model.sql if limit is None else sql.limited(model.sql)),
     )
     body = json.dumps(spec.constant_body(), ensure_ascii=False, separators=(",", ":"))
-    db.execute(statement, [spec.endpoint.url + "\n", body, *system_params])
+    limits = [] if limit is None else [limit]
+    db.execute(statement, [spec.endpoint.url + "\n", body, *system_params, *limits])
 
 
 def _require_columns(spec: EnrichSpec, columns: dict[str, str]) -> None:

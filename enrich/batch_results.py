@@ -127,6 +127,13 @@ SELECT * FROM {old} WHERE ({keys}) NOT IN (SELECT ({keys}) FROM enrich_rows)
 """
 
 
+_PREVIEW = """
+SELECT {keys}, r._prompt AS prompt, {outputs},
+       coalesce(q.status, 'not sent') AS _enrich_status, q.error_message AS _enrich_error
+FROM enrich_rows AS r LEFT JOIN _enrich.requests AS q USING (request_hash)
+"""
+
+
 def load_results(db: Database, spec: EnrichSpec, files: Sequence[Path]) -> int:
     """Read and classify output and error files into ``enrich_results``; returns lines read."""
     parsed, fits, params = _checks(spec)
@@ -176,10 +183,18 @@ def build_target(db: Database, spec: EnrichSpec, existed: bool) -> int:
     return db.count(spec.name)
 
 
+def preview_query(spec: EnrichSpec) -> tuple[str, list[Any]]:
+    """Inputs and parsed answers of ``enrich_rows`` side by side, with status and error."""
+    outputs, params = _outputs(spec)
+    statement = sql.fill(_PREVIEW, keys=sql.columns(spec.unique_key, "r"), outputs=outputs)
+    return statement, params
+
+
 def _outputs(spec: EnrichSpec) -> tuple[sql.Raw, list[Any]]:
     if spec.output is not None:
         # unnest() spreads the parsed struct into one column per field, parsing each answer once.
-        return sql.Raw("unnest(from_json_strict(q.answer, ?))"), [json.dumps(spec.output.structure())]
+        parsed = "unnest(try(from_json_strict(q.answer, ?)))"
+        return sql.Raw(parsed), [json.dumps(spec.output.structure())]
     if spec.endpoint.answer_type == "VARCHAR":
         return sql.Raw(sql.fill("q.answer AS {column}", column=spec.output_column)), []
     template = "q.answer::JSON::" + spec.endpoint.answer_type + " AS {column}"

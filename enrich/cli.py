@@ -7,13 +7,18 @@ bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from . import runner
 from . import server as local_server
+from .client import ApiConfig
 from .errors import EnrichError
+from .materializations import EnrichOptions
+from .progress import ProgressDisplay
 from .results import NodeResult, RunResult
 
 Handler = Callable[[argparse.Namespace], int]
@@ -72,6 +77,31 @@ def _configure_run(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--threads", type=int, default=1, metavar="N", help="models built at once (default: 1)"
     )
+    _offline(sub)
+    sub.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="submit batches and exit; a later run collects them without sending them again",
+    )
+    sub.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="per enrich model: rows, cached, to send, batches, tokens and cost; sends nothing",
+    )
+    sub.add_argument(
+        "--max-cost",
+        type=float,
+        metavar="USD",
+        help="stop before submitting if a model's estimated cost is over USD",
+    )
+
+
+def _offline(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--offline",
+        action="store_true",
+        help="answer with the local Batch API server in this process (no key, no network)",
+    )
 
 
 def _configure_seed(sub: argparse.ArgumentParser) -> None:
@@ -89,15 +119,54 @@ def _configure_show(sub: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    result = runner.run(
-        args.project_dir,
-        select=args.select,
-        exclude=args.exclude,
-        full_refresh=args.full_refresh,
-        threads=args.threads,
-        on_result=_print_node,
-    )
+    with _enrich_options(args) as options:
+        result = runner.run(
+            args.project_dir,
+            select=args.select,
+            exclude=args.exclude,
+            full_refresh=args.full_refresh,
+            threads=args.threads,
+            on_result=_print_node,
+            options=options,
+        )
     return _summarize(result)
+
+
+def _preview(args: argparse.Namespace) -> int:
+    with _enrich_options(args) as options:
+        table = runner.preview(args.project_dir, args.model, args.limit, options=options)
+    print(table.text, end="")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    report = runner.status(args.project_dir)
+    print("Batches not yet collected (as last seen by enrich run):")
+    print(report.batches.text if report.batches.rows else "  none\n", end="")
+    print("Failed requests, by model and reason:")
+    print(report.failures.text if report.failures.rows else "  none\n", end="")
+    return 0
+
+
+@contextmanager
+def _enrich_options(args: argparse.Namespace) -> Iterator[EnrichOptions]:
+    """The API (the in-process local server with --offline) and how to show progress."""
+    display = ProgressDisplay(sys.stderr, sys.stderr.isatty())
+    options = EnrichOptions(
+        wait=not getattr(args, "no_wait", False),
+        dry_run=getattr(args, "dry_run", False),
+        max_cost_usd=getattr(args, "max_cost", None),
+        on_event=display,
+    )
+    try:
+        if not args.offline:
+            yield options
+            return
+        with local_server.offline(args.project_dir) as running:
+            api = ApiConfig(running.base_url, running.api_key, max_retries=0)
+            yield dataclasses.replace(options, api=api, poll_seconds=(0.2, 1.0))
+    finally:
+        display.close()
 
 
 def _seed(args: argparse.Namespace) -> int:
@@ -123,6 +192,12 @@ def _compile(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     print(runner.show(args.project_dir, args.model, args.limit).text, end="")
     return 0
+
+
+def _configure_preview(sub: argparse.ArgumentParser) -> None:
+    _configure_model(sub)
+    sub.add_argument("--limit", type=int, default=5, metavar="N", help="rows to send (default: 5)")
+    _offline(sub)
 
 
 def _configure_serve(sub: argparse.ArgumentParser) -> None:
@@ -234,6 +309,13 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None], Handl
     ("ls", "list seeds and models in DAG order", _selection, _ls),
     ("compile", "print a model's rendered DuckDB SQL", _configure_model, _compile),
     ("show", "print the first rows of a model's query", _configure_show, _show),
+    (
+        "preview",
+        "send an enrich model's first rows synchronously; print inputs beside answers",
+        _configure_preview,
+        _preview,
+    ),
+    ("status", "batches in flight and failed requests per model", _noop, _status),
     (
         "serve-local",
         "serve the local OpenAI Files + Batches API over HTTP",

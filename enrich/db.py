@@ -111,8 +111,9 @@ class Database:
         return self._run(query, params).fetchall()
 
     def fetchone(self, query: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        """Run a query and return its first row, if any."""
-        return self._run(query, params).fetchone()
+        """Run a query and return its first row, if any (for queries of a row or a few)."""
+        rows = self._run(query, params).fetchall()  # drained: DuckDB wants results finished
+        return rows[0] if rows else None
 
     def _run(
         self, statement: str, params: Sequence[Any] | Mapping[str, Any]
@@ -180,10 +181,10 @@ class Database:
         """The column names and DuckDB types a query returns."""
         return [(str(row[0]), str(row[1])) for row in self.fetchall(sql.describe(query_sql))]
 
-    def read_table(self, query_sql: str, limit: int) -> Table:
+    def read_table(self, query_sql: str, limit: int, params: Sequence[Any] = ()) -> Table:
         """At most `limit` rows of a query, for display."""
         try:
-            relation = self._con.sql(sql.limited(query_sql), params=[limit])
+            relation = self._con.sql(sql.limited(query_sql), params=[*params, limit])
             rows = relation.fetchall()
         except duckdb.Error as err:
             raise ExecutionError(str(err).strip()) from err

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from . import batch_requests, batch_results, costs, ledger, sql
 from .batch_requests import Counts, Shard
 from .client import ApiConfig, BatchClient, BatchState
+from .db import Table
 from .errors import ApiError, CostLimitError
 from .materializations import BuildContext, EnrichEvent, Outcome
 from .spec import EnrichSpec
@@ -55,6 +56,16 @@ class Plan:
             f"{self.shards} batch(es), ~{self.prompt_tokens} prompt + ~{self.completion_tokens} "
             f"completion tokens, {cost} at batch prices"
         )
+
+
+def preview(model: Model, ctx: BuildContext, limit: int) -> Table:
+    """Send a model's first `limit` rows as synchronous requests and show inputs beside answers.
+
+    Answers are cached in the ledger like batch answers, so the batch run does not pay for them
+    again; the model's table is not touched.
+    """
+    assert model.enrich is not None
+    return _Build(model, model.enrich, ctx).preview(limit)
 
 
 def build(model: Model, ctx: BuildContext) -> Outcome:
@@ -91,6 +102,39 @@ class _Build:
         self._recover()
         self._follow_until_done(shards)
         return self._finish(before, plan)
+
+    def preview(self, limit: int) -> Table:
+        batch_requests.plan_rows(self.db, self.model, self.spec, limit)
+        batch_requests.validate_rows(self.db, self.spec, self.settings.batch)
+        for shard in self._plan():
+            self._answer_now(shard)
+        query, params = batch_results.preview_query(self.spec)
+        return self.db.read_table(query, limit, params)
+
+    def _answer_now(self, shard: Shard) -> None:
+        submission_id = "preview-" + uuid.uuid4().hex
+        now = self.ctx.clock()
+        path = self.folder / f"{submission_id}-output.jsonl"
+        record = ledger.Submission(
+            submission_id, self.model.name, self.spec.model, self.spec.endpoint.url,
+            shard.shard_hash, str(path), None, None, "preview", shard.lines, shard.tokens, now,
+        )
+        ledger.start_submission(self.db, record, shard.index)
+        ledger.record_created(self.db, submission_id, "preview", "completed", now)
+        client = self._api()
+        bodies = self.db.fetchall(
+            "SELECT request_hash, body FROM enrich_sends WHERE shard = ?", [shard.index]
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as out:
+            for request_hash, body in bodies:
+                response = _respond(client, self.spec.endpoint.url, json.loads(body))
+                out.write(json.dumps({"custom_id": request_hash, **response}) + "\n")
+        with self.db.transaction():
+            batch_results.load_results(self.db, self.spec, [path])
+            batch_results.merge_results(self.db, self.spec, submission_id, self.ctx.clock(), True)
+            ledger.close(self.db, submission_id, self.ctx.clock())
+        path.unlink(missing_ok=True)
 
     def _plan(self) -> list[Shard]:
         return batch_requests.plan_sends(
@@ -333,6 +377,18 @@ _RUN_FIGURES = (
     "rows", "requests_submitted", "rows_cached", "rows_succeeded", "rows_failed", "rows_pending",
     "prompt_tokens", "completion_tokens", "estimated_cost_usd", "cost_usd",
 )
+
+
+def _respond(client: BatchClient, url: str, body: dict[str, Any]) -> dict[str, Any]:
+    """One synchronous answer in the shape of a batch output line."""
+    try:
+        answer = client.respond(url, body)
+    except ApiError as err:
+        if err.status is None:
+            raise
+        error = {"error": {"message": str(err), "code": None}}
+        return {"response": {"status_code": err.status, "body": error}, "error": None}
+    return {"response": {"status_code": 200, "body": answer}, "error": None}
 
 
 def _plan(plan: Plan) -> dict[str, Any]:

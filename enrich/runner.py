@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import artifacts, dag, ledger, selector
+from . import artifacts, dag, enrichment, ledger, selector
 from .db import Database, Table
 from .errors import EnrichError
 from .materializations import MATERIALIZATIONS, BuildContext, EnrichOptions, utc_now
@@ -103,6 +103,59 @@ def show(project_dir: str | Path, name: str, limit: int = 5) -> Table:
     model = project.model(name)
     with _open(project) as db:
         return db.read_table(model.sql, limit)
+
+
+def preview(
+    project_dir: str | Path,
+    name: str,
+    limit: int = 5,
+    *,
+    options: EnrichOptions | None = None,
+    clock: Clock = utc_now,
+) -> Table:
+    """An enrich model's first `limit` rows answered synchronously, inputs beside outputs.
+
+    The answers go into the cache, so a later batch run does not pay for them again.
+    """
+    project = load_project(project_dir)
+    model = project.model(name)
+    if model.enrich is None:
+        raise EnrichError(
+            f"{model.path}: {name} is a {model.config.materialized} model; preview takes an "
+            "enrich model (enrich show MODEL prints any model's rows)"
+        )
+    with _open(project) as db:
+        ctx = BuildContext(db, project, False, options or EnrichOptions(), clock)
+        return enrichment.preview(model, ctx, limit)
+
+
+@dataclass(frozen=True)
+class Status:
+    """What ``enrich status`` shows: open batches and failed requests per model."""
+
+    batches: Table
+    failures: Table
+
+
+_OPEN_BATCHES = """
+SELECT node AS model, batch_id, status, completed, failed, lines AS requests,
+       updated_at AS last_seen
+FROM _enrich.batches WHERE collected_at IS NULL ORDER BY created_at
+"""
+
+_FAILURES = """
+SELECT node AS model, error_code, count(*) AS requests, max(attempts) AS attempts,
+       any_value(row_key) AS example_key, any_value(error_message) AS example_message
+FROM _enrich.requests WHERE status = 'failed' AND answer IS NULL
+GROUP BY ALL ORDER BY model, requests DESC
+"""
+
+
+def status(project_dir: str | Path = ".") -> Status:
+    """Batches not yet collected (as last seen), and failed requests per model and reason."""
+    project = load_project(project_dir)
+    with _open(project) as db:
+        return Status(db.read_table(_OPEN_BATCHES, 1000), db.read_table(_FAILURES, 1000))
 
 
 def list_nodes(

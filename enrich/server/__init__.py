@@ -10,7 +10,14 @@ from __future__ import annotations
 from .clock import ManualClock, ScaledClock
 from .config import Faults, Limits, ServerConfig, Timing
 from .engine import Engine
-from .serve import Running, config_from_args, make_engine, serve_forever, serve_in_thread
+from .serve import (
+    Running,
+    config_from_args,
+    make_engine,
+    offline,
+    serve_forever,
+    serve_in_thread,
+)
 
 __all__ = [
     "Engine",
@@ -23,6 +30,7 @@ __all__ = [
     "Timing",
     "config_from_args",
     "make_engine",
+    "offline",
     "serve_forever",
     "serve_in_thread",
 ]

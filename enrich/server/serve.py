@@ -100,6 +100,21 @@ def serve_in_thread(
         engine.close()
 
 
+@contextmanager
+def offline(project_dir: str | Path, clock: Clock | None = None) -> Iterator[Running]:
+    """The local server with the offline responder, in this process, for ``enrich run --offline``.
+
+    Its files and batches live in ``target/local-batch-api`` like ``enrich serve-local``'s, so
+    batches left in flight by ``--no-wait`` are still there on the next offline run.
+    """
+    config = ServerConfig(
+        data_dir=Path(project_dir) / "target" / "local-batch-api",
+        api_key="sk-offline-" + secrets.token_hex(12),
+    )
+    with serve_in_thread(config, clock) as running:
+        yield running
+
+
 def serve_forever(config: ServerConfig, host: str, port: int, clock: Clock | None = None) -> None:
     """Serve in the foreground until interrupted."""
     engine = make_engine(config, clock)

@@ -1,0 +1,57 @@
+"""Showing enrich models at work: a progress bar per batch on a terminal, else one line per change.
+
+The only module that imports tqdm. The library reports :class:`EnrichEvent`s; the CLI hands them
+to a :class:`ProgressDisplay`.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TextIO
+
+from tqdm import tqdm
+
+from .materializations import EnrichEvent
+
+
+class ProgressDisplay:
+    """Turns events into bars (`tty`) or log lines on `stream`."""
+
+    def __init__(self, stream: TextIO, tty: bool) -> None:
+        self.stream, self.tty = stream, tty
+        self._bars: dict[str, tqdm[None]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, event: EnrichEvent) -> None:
+        with self._lock:
+            if self.tty and event.batch_id:
+                self._bar(event)
+            else:
+                self._line(event)
+
+    def close(self) -> None:
+        """Finish every bar."""
+        with self._lock:
+            for bar in self._bars.values():
+                bar.close()
+            self._bars.clear()
+
+    def _line(self, event: EnrichEvent) -> None:
+        where = f"{event.node}" + (f" {event.batch_id}" if event.batch_id else "")
+        counts = ""
+        if event.total:
+            counts = f" ({event.completed}/{event.total} done, {event.failed} failed)"
+        print(f"  {where}: {event.message}{counts}", file=self.stream, flush=True)
+
+    def _bar(self, event: EnrichEvent) -> None:
+        assert event.batch_id is not None
+        bar = self._bars.get(event.batch_id)
+        if bar is None:
+            bar = tqdm(total=event.total or None, file=self.stream, unit="req", leave=True)
+            self._bars[event.batch_id] = bar
+        if event.total and bar.total != event.total:
+            bar.total = event.total
+        bar.n = event.completed + event.failed
+        bar.set_description(f"{event.node} {event.batch_id[-8:]} {event.status}", refresh=False)
+        bar.set_postfix(failed=event.failed, refresh=False)
+        bar.refresh()
