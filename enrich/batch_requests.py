@@ -95,8 +95,8 @@ FROM (
 LEFT JOIN _enrich.requests AS q USING (request_hash)
 WHERE q.request_hash IS NULL
    OR (q.status NOT IN ('submitting', 'submitted') AND (
-          (q.answer IS NULL AND q.attempts < ? AND (q.status <> 'failed' OR q.updated_at < ?))
-       OR (? AND q.answer IS NOT NULL AND q.finished_at < ?)))
+          (q.answer IS NULL AND q.attempts < ? AND (q.status <> 'failed' OR q.updated_at <= ?))
+       OR (? AND q.answer IS NOT NULL AND q.finished_at <= ?)))
 """
 
 _SHARD = """
@@ -128,7 +128,7 @@ COPY (
 
 _COUNTS = """
 SELECT count(*),
-       count(*) FILTER (WHERE q.answer IS NOT NULL AND q.finished_at < ?),
+       count(*) FILTER (WHERE q.answer IS NOT NULL AND q.finished_at <= ?),
        count(*) FILTER (WHERE q.answer IS NOT NULL),
        count(*) FILTER (WHERE q.answer IS NULL AND q.status = 'failed'),
        coalesce(sum(q.prompt_tokens) FILTER (WHERE q.answer IS NOT NULL), 0),

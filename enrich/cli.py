@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -148,6 +149,25 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _crash_point(spec: str | None) -> Callable[[str], None] | None:
+    """``ENRICH_CRASH_AT=STEP[:N]`` kills this process with SIGKILL the Nth time STEP completes.
+
+    Crash-safety tests use it to stop ``enrich run`` at exact points; nothing else should.
+    """
+    if not spec:
+        return None
+    step, _, nth = spec.partition(":")
+    seen = {"count": 0}
+
+    def maybe_crash(name: str) -> None:
+        if name == step:
+            seen["count"] += 1
+            if seen["count"] == int(nth or 1):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return maybe_crash
+
+
 @contextmanager
 def _enrich_options(args: argparse.Namespace) -> Iterator[EnrichOptions]:
     """The API (the in-process local server with --offline) and how to show progress."""
@@ -157,6 +177,7 @@ def _enrich_options(args: argparse.Namespace) -> Iterator[EnrichOptions]:
         dry_run=getattr(args, "dry_run", False),
         max_cost_usd=getattr(args, "max_cost", None),
         on_event=display,
+        on_step=_crash_point(os.environ.get("ENRICH_CRASH_AT")),
     )
     try:
         if not args.offline:

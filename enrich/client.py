@@ -93,6 +93,10 @@ class BatchClient:
         )
         self.base_url = str(self._sdk.base_url).rstrip("/")
 
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._sdk.close()
+
     def upload(self, path: Path) -> str:
         """Upload a JSONL file for batch use; returns its file id."""
         with self._calling(f"uploading {path.name}"), path.open("rb") as handle:

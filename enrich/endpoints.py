@@ -48,7 +48,7 @@ _CHAT_ANSWER = """
 
 _EMBEDDING_ANSWER = """
     (body -> 'data' -> 0 -> 'embedding')::VARCHAR AS answer,
-    body -> 'data' -> 0 -> 'embedding' IS NOT NULL AS complete,
+    (body -> 'data' -> 0 -> 'embedding') IS NOT NULL AS complete,
     NULL::VARCHAR AS refusal,
     (body -> 'usage' ->> 'prompt_tokens')::BIGINT AS prompt_tokens,
     0::BIGINT AS completion_tokens"""

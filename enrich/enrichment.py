@@ -35,6 +35,21 @@ if TYPE_CHECKING:
     from .project import Model
 
 METADATA_KEY = "enrich_submission"
+# The points an enrich build passes, in order, reported to EnrichOptions.on_step.
+STEPS = (
+    "planned",
+    "shard_written",
+    "submission_recorded",
+    "uploaded",
+    "upload_recorded",
+    "created",
+    "created_recorded",
+    "state_recorded",
+    "downloaded",
+    "half_merged",
+    "merged",
+    "target_built",
+)
 
 
 @dataclass(frozen=True)
@@ -65,13 +80,15 @@ def preview(model: Model, ctx: BuildContext, limit: int) -> Table:
     again; the model's table is not touched.
     """
     assert model.enrich is not None
-    return _Build(model, model.enrich, ctx).preview(limit)
+    with _Build(model, model.enrich, ctx) as builder:
+        return builder.preview(limit)
 
 
 def build(model: Model, ctx: BuildContext) -> Outcome:
     """Build one ``materialized='enrich'`` model."""
     assert model.enrich is not None  # set by load_project for every enrich model
-    return _Build(model, model.enrich, ctx).run()
+    with _Build(model, model.enrich, ctx) as builder:
+        return builder.run()
 
 
 class _Build:
@@ -86,6 +103,13 @@ class _Build:
         self.submitted = 0
         self.blocked = False  # the API reported its enqueued-token limit reached
 
+    def __enter__(self) -> _Build:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._client is not None:
+            self._client.close()
+
     # The pipeline
 
     def run(self) -> Outcome:
@@ -93,6 +117,7 @@ class _Build:
         batch_requests.validate_rows(self.db, self.spec, self.settings.batch)
         before = batch_requests.counts(self.db, self.started)
         shards = self._plan()
+        self._step("planned")
         plan = self._estimate(before, shards)
         if self.options.dry_run:
             return Outcome(None, "dry run: " + plan.describe(), {"dry_run": True, **_plan(plan)})
@@ -186,17 +211,23 @@ class _Build:
         path = batch_requests.write_shard(
             self.db, self.spec, shard, self.folder / f"{submission_id}.jsonl"
         )
+        self._step("shard_written")
         now = self.ctx.clock()
         record = ledger.Submission(
             submission_id, self.model.name, self.spec.model, self.spec.endpoint.url,
             shard.shard_hash, str(path), None, None, "preparing", shard.lines, shard.tokens, now,
         )
         ledger.start_submission(self.db, record, shard.index)
+        self._step("submission_recorded")
         client = self._api()
         file_id = client.upload(path)
+        self._step("uploaded")
         ledger.record_upload(self.db, submission_id, file_id, client.base_url)
+        self._step("upload_recorded")
         state = client.create(file_id, self.spec.endpoint.url, self._metadata(record))
+        self._step("created")
         ledger.record_created(self.db, submission_id, state.id, state.status, self.ctx.clock())
+        self._step("created_recorded")
         self.batch_ids.append(state.id)
         self.submitted += shard.lines
         self._report(state, f"submitted {shard.lines} requests")
@@ -258,6 +289,7 @@ class _Build:
         errors = json.dumps(list(state.errors)) if state.errors else None
         values = (*now, state.output_file_id, state.error_file_id, errors)
         ledger.record_state(self.db, record.submission_id, values, self.ctx.clock())
+        self._step("state_recorded")
         self._report(state, state.status)
         return True
 
@@ -274,11 +306,14 @@ class _Build:
             for kind, file_id in (("output", state.output_file_id), ("errors", state.error_file_id))
             if file_id
         ]
+        self._step("downloaded")
         with self.db.transaction():
             if files:
                 batch_results.load_results(self.db, self.spec, files)
             batch_results.merge_results(self.db, self.spec, record.submission_id, now, bool(files))
+            self._step("half_merged")
             ledger.close(self.db, record.submission_id, now)
+        self._step("merged")
         self._report(state, "collected")
         self._clean_up(record, files)
 
@@ -328,6 +363,7 @@ class _Build:
             if existed == "view":
                 self.db.execute(sql.drop("view", self.model.name))
             batch_results.build_target(self.db, self.spec, existed == "base table")
+        self._step("target_built")
         after = batch_requests.counts(self.db, self.started)
         price = costs.price_for(self.spec.model, self.settings.prices)
         spent = None if price is None else costs.cost(after.prompt_tokens, after.completion_tokens, price)
@@ -367,6 +403,10 @@ class _Build:
 
     def _say(self, text: str) -> None:
         self._emit(EnrichEvent(self.model.name, text))
+
+    def _step(self, name: str) -> None:
+        if self.options.on_step is not None:
+            self.options.on_step(name)
 
     def _emit(self, event: EnrichEvent) -> None:
         if self.options.on_event is not None:

@@ -52,6 +52,9 @@ class EnrichOptions:
     poll_seconds: tuple[float, float] | None = None  # overrides [tool.enrich.batch] backoff
     sleep: Callable[[float], None] = time.sleep
     on_event: Callable[[EnrichEvent], None] | None = None
+    # Called with the name of each step as it completes (see enrichment.STEPS): crash tests stop
+    # the process at exact points through it.
+    on_step: Callable[[str], None] | None = None
     run_id: str = ""
 
 

@@ -438,7 +438,7 @@ def model_config(values: Mapping[str, Any], path: str) -> ModelConfig:
         if key not in known:
             raise ProjectError(
                 f"{path}: config key {key!r} is unknown{did_you_mean(key, known)}; "
-                f"a {materialized} model takes: {', '.join(sorted(known))}"
+                f"materialized={materialized!r} takes: {', '.join(sorted(known))}"
             )
     tags = values.get("tags", ())
     tags = (tags,) if isinstance(tags, str) else tuple(tags)
