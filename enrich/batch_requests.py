@@ -96,7 +96,7 @@ LEFT JOIN _enrich.requests AS q USING (request_hash)
 WHERE q.request_hash IS NULL
    OR (q.status NOT IN ('submitting', 'submitted') AND (
           (q.answer IS NULL AND q.attempts < ? AND (q.status <> 'failed' OR q.updated_at <= ?))
-       OR (? AND q.answer IS NOT NULL AND q.finished_at <= ?)))
+       OR (? AND coalesce(q.finished_at, q.updated_at) <= ?)))
 """
 
 _SHARD = """

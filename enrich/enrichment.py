@@ -116,6 +116,8 @@ class _Build:
         batch_requests.plan_rows(self.db, self.model, self.spec)
         batch_requests.validate_rows(self.db, self.spec, self.settings.batch)
         before = batch_requests.counts(self.db, self.started)
+        if not self.options.dry_run:
+            self._recover()
         shards = self._plan()
         self._step("planned")
         plan = self._estimate(before, shards)
@@ -124,7 +126,6 @@ class _Build:
         self._check_cost(plan)
         if self.ctx.full_refresh and shards:
             self._say(f"full refresh: re-sending {plan.requests} requests")
-        self._recover()
         self._follow_until_done(shards)
         return self._finish(before, plan)
 

@@ -1,0 +1,190 @@
+"""Following batches: waiting, collecting later, shards and waves, and the faults the API has."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from enrich.results import RunResult
+
+from .conftest import NOTES, Env, node, start_env, submitted
+
+
+def executed(env: Env) -> Counter[str]:
+    """How many times the server ran each request (by custom_id)."""
+    return Counter(line["custom_id"] for line in env.received())
+
+
+def figures(result: RunResult) -> tuple[int, int, int]:
+    extra = node(result, "note_labels").extra
+    return extra["rows_succeeded"], extra["rows_failed"], extra["rows_pending"]
+
+
+def test_no_wait_submits_and_a_later_run_collects_without_resending(notes: Env) -> None:
+    first = notes.run(wait=False)
+    assert figures(first) == (0, 0, 5) and submitted(first, "note_labels") == 4
+    assert notes.query("SELECT count(*) FROM note_labels") == [(0,)]
+
+    notes.clock.advance(60)
+    second = notes.run()
+
+    assert submitted(second, "note_labels") == 0 and figures(second) == (5, 0, 0)
+    assert node(second, "note_labels").extra["batch_ids"] == node(first, "note_labels").extra["batch_ids"]
+    assert max(executed(notes).values()) == 1 and len(executed(notes)) == 4
+
+
+def test_a_scheduler_calling_no_wait_repeatedly_never_resubmits(notes: Env) -> None:
+    for _ in range(4):
+        notes.run(wait=False)
+        notes.clock.advance(0.5)
+    notes.clock.advance(60)
+    final = notes.run(wait=False)
+
+    assert figures(final) == (5, 0, 0)
+    assert sum(executed(notes).values()) == 4
+
+
+def test_shards_respect_the_line_limit_and_waves_the_token_budget(tmp_path: Any) -> None:
+    files = dict(NOTES)
+    files["pyproject.toml"] += "\n[tool.enrich.batch]\nmax_lines = 1\nenqueued_tokens = 30\n"
+    for env in start_env(tmp_path, files):
+        result = env.run()
+        assert figures(result) == (5, 0, 0)
+        assert len(node(result, "note_labels").extra["batch_ids"]) == 4
+        created = [b for b in env.server.engine.list_batches(100, None)["data"]]
+        spans = sorted((b["in_progress_at"] or b["created_at"], b["completed_at"]) for b in created)
+        # One batch's tokens at a time fit the budget of 30: each starts after the last ended.
+        assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:]))
+
+
+def test_an_expired_batch_keeps_what_finished_and_resends_the_rest(tmp_path: Any) -> None:
+    files = dict(NOTES)
+    files["seeds/notes.csv"] = "id,body,topic\n" + "".join(f"{i},Note number {i}.,misc\n" for i in range(1, 11))
+    for env in start_env(tmp_path, files):
+        env.faults(expire_after_fraction=0.4)
+        result = env.run(wait=False)
+        env.clock.advance(90_000)
+        env.faults(expire_after_fraction=None)
+        result = env.run()
+
+        assert figures(result) == (10, 0, 0)
+        reasons = env.query("SELECT count(*) FROM _enrich.requests WHERE attempts = 2")
+        assert reasons == [(6,)]  # 40% kept from the first batch, 60% sent again
+        assert max(executed(env).values()) == 1 and len(executed(env)) == 10
+
+
+TEN_NOTES = "id,body,topic\n" + "".join(f"{i},Note number {i}.,misc\n" for i in range(1, 11))
+
+# Each fault hits 30% of a batch's lines (3 of 10); what the rows end as, and whether the
+# affected lines are sent again in the same run.
+FAULTS = [
+    pytest.param({"fail_fraction": 0.3, "fail_status": 500}, (10, 0, 0), True, id="http-500"),
+    pytest.param({"fail_fraction": 0.3, "fail_status": 429}, (10, 0, 0), True, id="http-429"),
+    pytest.param({"timeout_fraction": 0.3}, (10, 0, 0), True, id="request-timeout"),
+    pytest.param({"status_zero_fraction": 0.3}, (10, 0, 0), True, id="status-0"),
+    pytest.param({"malformed_output_line": True}, (10, 0, 0), False, id="malformed-line"),
+    pytest.param({"fail_fraction": 0.3, "fail_status": 400}, (7, 3, 0), False, id="http-400"),
+    pytest.param({"truncated_fraction": 0.3}, (7, 3, 0), False, id="truncated"),
+    pytest.param({"refusal_fraction": 0.3}, (7, 3, 0), False, id="refusal"),
+    pytest.param({"null_output_polls": 3}, (10, 0, 0), False, id="output-file-late"),
+    pytest.param({"empty_error_file_id": True}, (10, 0, 0), False, id="empty-error-file-id"),
+    pytest.param({"wrong_request_counts": True}, (10, 0, 0), False, id="wrong-counts"),
+    pytest.param({"slow_finalizing": 5000.0}, (10, 0, 0), False, id="slow-finalizing"),
+]
+
+
+@pytest.mark.parametrize(("faults", "expected", "resent"), FAULTS)
+def test_line_faults_end_in_the_expected_rows(
+    tmp_path: Any, faults: dict[str, Any], expected: tuple[int, int, int], resent: bool
+) -> None:
+    for env in start_env(tmp_path, NOTES | {"seeds/notes.csv": TEN_NOTES}):
+        env.faults(**faults)
+
+        result = env.run()
+
+        assert figures(result) == expected
+        assert (len(node(result, "note_labels").extra["batch_ids"]) > 1) == resent
+        assert env.query("SELECT count(*) FROM note_labels") == [(expected[0],)]
+        if not resent:
+            assert sum(executed(env).values()) == 10  # nothing ran twice
+
+
+def test_failed_rows_are_retried_by_later_runs_up_to_max_attempts(notes: Env) -> None:
+    notes.faults(truncated_fraction=1.0)
+    attempts = [submitted(notes.run(), "note_labels") for _ in range(4)]
+
+    assert attempts == [4, 4, 4, 0]  # max_attempts defaults to 3
+    rows = notes.query(
+        "SELECT DISTINCT status, attempts, error_code FROM _enrich.requests WHERE node = 'note_labels'"
+    )
+    assert rows == [("failed", 3, "truncated")]
+    notes.faults(truncated_fraction=0.0)
+    assert submitted(notes.run(full_refresh=True), "note_labels") == 4  # a full refresh still can
+
+
+def test_answers_outside_the_allowed_values_are_failures_not_labels(notes: Env) -> None:
+    model = notes.root / "models" / "note_labels.sql"
+    model.write_text(model.read_text().replace("system_prompt='Label the note.',", "system_prompt='Answer in JSON.', response_format='json_object',"))
+
+    result = notes.run()
+
+    assert figures(result) == (0, 5, 0)  # the offline json_object answer has no label field
+    codes = notes.query("SELECT DISTINCT error_code FROM _enrich.requests")
+    assert codes == [("out_of_schema",)]
+
+
+def test_the_token_limit_on_a_wave_waits_and_resubmits(notes: Env) -> None:
+    notes.faults(token_limit_batches=1)
+
+    result = notes.run()
+
+    assert figures(result) == (5, 0, 0)
+    assert len(node(result, "note_labels").extra["batch_ids"]) == 2
+    assert any("enqueued-token limit" in e.message for e in notes.events)
+    assert sum(executed(notes).values()) == 4
+
+
+def test_a_batch_that_disappears_stops_with_a_clear_message_and_keeps_state(notes: Env) -> None:
+    notes.faults(disappear_after_polls=1)
+
+    result = notes.run()
+
+    failure = node(result, "note_labels")
+    assert failure.status == "error"
+    assert "is not found at" in failure.message and "another API key" in failure.message
+    assert "sk-test" not in failure.message
+    assert notes.query("SELECT count(*) FROM _enrich.batches WHERE collected_at IS NULL") == [(1,)]
+
+
+def test_an_http_error_mid_run_is_resumed_by_the_next_run(notes: Env) -> None:
+    notes.run(wait=False)
+    notes.faults(http_error_calls=1, http_error_status=503)
+
+    broken = notes.run()
+    assert node(broken, "note_labels").status == "error"
+    assert "answered 503" in node(broken, "note_labels").message
+
+    fixed = notes.run()
+    assert figures(fixed) == (5, 0, 0) and submitted(fixed, "note_labels") == 0
+    assert sum(executed(notes).values()) == 4
+
+
+@pytest.mark.parametrize("step", ["submission_recorded", "uploaded", "upload_recorded", "created",
+                                  "created_recorded", "state_recorded", "downloaded", "half_merged",
+                                  "merged", "target_built"])
+def test_an_interruption_at_any_step_never_sends_a_request_twice(notes: Env, step: str) -> None:
+    def crash(name: str) -> None:
+        if name == step:
+            raise KeyboardInterrupt(step)
+
+    with pytest.raises(KeyboardInterrupt):
+        notes.run(on_step=crash)
+    notes.clock.advance(60)
+    final = notes.run()
+
+    assert figures(final) == (5, 0, 0)
+    assert sum(executed(notes).values()) == 4 and max(executed(notes).values()) == 1
+    leftover = notes.query("SELECT count(*) FROM _enrich.batches WHERE collected_at IS NULL")
+    assert leftover == [(0,)]
