@@ -18,7 +18,7 @@ from typing import Any
 
 from . import artifacts, dag, enrichment, ledger, selector
 from .db import Database, Table
-from .errors import EnrichError
+from .errors import EnrichError, ExecutionError
 from .materializations import MATERIALIZATIONS, BuildContext, EnrichOptions, utc_now
 from .project import Model, Project, Seed, load_project
 from .results import NodeResult, RunResult, Status
@@ -126,7 +126,13 @@ def preview(
         )
     with _open(project) as db:
         ctx = BuildContext(db, project, False, options or EnrichOptions(), clock)
-        return enrichment.preview(model, ctx, limit)
+        try:
+            return enrichment.preview(model, ctx, limit)
+        except ExecutionError as err:
+            raise ExecutionError(
+                f"{model.path}: {err}\nbuild what it reads first: enrich run -s +{name} "
+                f"--exclude {name}"
+            ) from err
 
 
 @dataclass(frozen=True)
@@ -273,6 +279,9 @@ class _ModelBuilder:
                         blocked.add(name)
                         self._finish(self._skipped(name, sorted(cause)[0]))
                         sorter.done(name)
+                    elif self.options.dry_run and self._reads_enrich(name):
+                        self._finish(self._not_built(name))
+                        sorter.done(name)
                     else:
                         running[pool.submit(self._build_one, name)] = name
                 if not running:
@@ -320,6 +329,15 @@ class _ModelBuilder:
         return NodeResult(
             model.name, "model", model.path, status, started, seconds, message, rows, extra or {}
         )
+
+    def _reads_enrich(self, name: str) -> bool:
+        upstream = dag.upstream(self.project.graph(), {name})
+        return any(self.project.models[n].enrich for n in upstream if n in self.project.models)
+
+    def _not_built(self, name: str) -> NodeResult:
+        model = self.project.models[name]
+        message = "not built in a dry run: it reads an enrich model"
+        return NodeResult(name, "model", model.path, "unchanged", self.clock(), 0.0, message)
 
     def _skipped(self, name: str, cause: str) -> NodeResult:
         model = self.project.models[name]
