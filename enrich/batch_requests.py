@@ -13,6 +13,7 @@ when something sent changes; it is also the request's ``custom_id`` (64 hex char
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import sql
+from . import sql, tokens
 from .db import Database
 from .errors import ProjectError
 from .spec import EnrichSpec
@@ -31,18 +32,17 @@ if TYPE_CHECKING:
 
 _PLAN = """
 CREATE OR REPLACE TEMP TABLE enrich_rows AS
-SELECT *, sha256(? || body) AS request_hash
+SELECT *,
+       ? + {row_tokens} AS tokens,
+       sha256(? || coalesce(length(_system) || ':' || _system, '') || '|'
+                || length(_prompt) || ':' || _prompt || '|'
+                || coalesce(to_json(_images)::VARCHAR, '')) AS request_hash
 FROM (
-    SELECT {keys}, _prompt, _system, _images,
-           to_json(struct_pack({keys}))::VARCHAR AS row_key,
-           json_merge_patch(?::JSON, {row_body})::VARCHAR AS body,
-           {row_tokens} AS tokens
+    SELECT {keys}, {prompt}::VARCHAR AS _prompt, {system} AS _system, {images} AS _images,
+           to_json(struct_pack({keys}))::VARCHAR AS row_key
     FROM (
-        SELECT {keys}, {prompt}::VARCHAR AS _prompt, {system} AS _system, {images} AS _images
-        FROM (
 {query}
-        ) AS model
-    )
+    ) AS model
 )
 """
 
@@ -75,21 +75,16 @@ _CHECKS = (
     ),
 )
 
-_TOO_LARGE = """
-SELECT row_key, count(*) OVER (), strlen(body) FROM enrich_rows
-WHERE strlen(body) + ? > ? ORDER BY row_key LIMIT 1
-"""
-
 _TOO_MANY_TOKENS = """
 SELECT row_key, count(*) OVER (), tokens FROM enrich_rows WHERE tokens > ? ORDER BY row_key LIMIT 1
 """
 
 _SENDS = """
 CREATE OR REPLACE TEMP TABLE enrich_sends AS
-SELECT w.request_hash, w.body, w.tokens, w.row_key, strlen(w.body) + ? AS line_bytes
+SELECT w.*, strlen(w.part) + ? AS line_bytes
 FROM (
-    SELECT request_hash, any_value(body) AS body, any_value(tokens) AS tokens,
-           min(row_key) AS row_key
+    SELECT request_hash, any_value(tokens) AS tokens, min(row_key) AS row_key,
+           any_value({row_part}) AS part
     FROM enrich_rows GROUP BY request_hash
 ) AS w
 LEFT JOIN _enrich.requests AS q USING (request_hash)
@@ -97,6 +92,11 @@ WHERE q.request_hash IS NULL
    OR (q.status NOT IN ('submitting', 'submitted') AND (
           (q.answer IS NULL AND q.attempts < ? AND (q.status <> 'failed' OR q.updated_at <= ?))
        OR (? AND coalesce(q.finished_at, q.updated_at) <= ?)))
+"""
+
+_TOO_LARGE = """
+SELECT row_key, count(*) OVER (), line_bytes FROM enrich_sends
+WHERE line_bytes > ? ORDER BY row_key LIMIT 1
 """
 
 _SHARD = """
@@ -119,11 +119,10 @@ SELECT shard, count(*), sum(line_bytes), sum(tokens),
 FROM enrich_sends GROUP BY shard ORDER BY shard
 """
 
-_WRITE_SHARD = """
-COPY (
-    SELECT request_hash AS custom_id, 'POST' AS method, ? AS url, body::JSON AS body
-    FROM enrich_sends WHERE shard = ? ORDER BY request_hash
-) TO ? (FORMAT JSON)
+# A line is '{"custom_id":"<hash>","method":"POST","url":"<url>","body":' head part tail '}'.
+_LINES = """
+SELECT concat('{"custom_id":"', request_hash, ?, part, ?) AS line
+FROM enrich_sends WHERE shard = ? ORDER BY request_hash
 """
 
 _COUNTS = """
@@ -181,31 +180,69 @@ class Counts:
         return self.rows - self.succeeded - self.failed
 
 
-def line_overhead(spec: EnrichSpec) -> int:
-    """Bytes a JSONL line adds around its body (the custom_id is a 64-character hash)."""
-    shell = {"custom_id": "0" * 64, "method": "POST", "url": spec.endpoint.url, "body": 0}
-    return len(json.dumps(shell, separators=(",", ":"))) - 1 + 1  # body "0" out, newline in
+@dataclass(frozen=True)
+class Frame:
+    """What every line of a model's request files shares: all but the custom_id and row part."""
+
+    before_part: str  # from the end of the custom_id to the row's part of the body
+    after_part: str  # from the row's part to the end of the line, newline included
+    digest: str  # sha256 of the URL and everything above; starts each request's hash
+    system_tokens: int  # estimated tokens of a model-wide system prompt
+
+    @property
+    def overhead(self) -> int:
+        """Bytes a line has besides its row part."""
+        opening = len('{"custom_id":"') + 64
+        return opening + len(self.before_part.encode()) + len(self.after_part.encode())
+
+    def body(self, part: str) -> dict[str, Any]:
+        """One request body, from a row's part (for synchronous previews)."""
+        text = self.before_part.split('"body":', 1)[1] + part + self.after_part.rstrip("\n")
+        body: dict[str, Any] = json.loads(text[:-1])
+        return body
 
 
-def plan_rows(db: Database, model: Model, spec: EnrichSpec, limit: int | None = None) -> None:
-    """Run the model's query (its first `limit` rows) into ``enrich_rows``: key, body, request
-    hash, estimated tokens."""
+def frame(spec: EnrichSpec, row_system: bool) -> Frame:
+    """The shared part of every line; `row_system` says rows bring their own system prompt."""
+    compact = {"separators": (",", ":"), "ensure_ascii": False}
+    constant = json.dumps(spec.constant_body(), **compact)  # type: ignore[arg-type]
+    head = constant[:-1] + "," + json.dumps(spec.endpoint.container) + ":"
+    tail = "}"
+    system = spec.system_prompt if not row_system else None
+    if spec.endpoint.listed:
+        head, tail = head + "[", "]" + tail
+        if system is not None:
+            head += json.dumps({"role": "system", "content": system}, **compact) + ","  # type: ignore[arg-type]
+    shell = json.dumps({"method": "POST", "url": spec.endpoint.url}, **compact)  # type: ignore[arg-type]
+    before = '",' + shell[1:-1] + ',"body":' + head
+    after = tail + "}\n"
+    digest = hashlib.sha256(f"{spec.endpoint.url}\n{head}\0{tail}".encode()).hexdigest()
+    system_tokens = 0 if system is None else tokens.TOKENS_PER_MESSAGE + tokens.estimate_text(system)
+    return Frame(before, after, digest, system_tokens)
+
+
+def plan_rows(
+    db: Database, model: Model, spec: EnrichSpec, limit: int | None = None
+) -> Frame:
+    """Run the model's query (its first `limit` rows) into ``enrich_rows``: key, prompt parts,
+    request hash, estimated tokens. Returns the frame every line of this model shares."""
     columns = dict(db.describe(model.sql))
     _require_columns(spec, columns)
-    system, system_params = _system(spec, columns)
+    row_system = spec.system_prompt_column in columns
+    shared = frame(spec, row_system)
     statement = sql.fill(
         _PLAN,
         keys=spec.unique_key,
         prompt=spec.prompt_column,
-        system=system,
+        system=_system(spec, row_system),
         images=_images(spec, columns),
-        row_body=sql.Raw(spec.endpoint.row_body),
         row_tokens=sql.Raw(spec.endpoint.row_tokens),
         query=sql.Raw(model.sql if limit is None else sql.limited(model.sql)),
     )
-    body = json.dumps(spec.constant_body(), ensure_ascii=False, separators=(",", ":"))
+    system = [spec.system_prompt] if row_system else []
     limits = [] if limit is None else [limit]
-    db.execute(statement, [spec.endpoint.url + "\n", body, *system_params, *limits])
+    db.execute(statement, [shared.system_tokens, shared.digest, *system, *limits])
+    return shared
 
 
 def _require_columns(spec: EnrichSpec, columns: dict[str, str]) -> None:
@@ -222,11 +259,10 @@ def _require_columns(spec: EnrichSpec, columns: dict[str, str]) -> None:
         )
 
 
-def _system(spec: EnrichSpec, columns: dict[str, str]) -> tuple[sql.Raw, list[Any]]:
-    if spec.system_prompt_column in columns:
-        template = "coalesce({column}::VARCHAR, ?::VARCHAR)"
-        return sql.Raw(sql.fill(template, column=spec.system_prompt_column)), [spec.system_prompt]
-    return sql.Raw("?::VARCHAR"), [spec.system_prompt]
+def _system(spec: EnrichSpec, row_system: bool) -> sql.Raw:
+    if row_system:  # a row's own system prompt, else the model's
+        return sql.Raw(sql.fill("coalesce({c}::VARCHAR, ?::VARCHAR)", c=spec.system_prompt_column))
+    return sql.Raw("NULL::VARCHAR")  # the model's system prompt is in the frame
 
 
 def _images(spec: EnrichSpec, columns: dict[str, str]) -> sql.Raw:
@@ -246,14 +282,6 @@ def validate_rows(db: Database, spec: EnrichSpec, batch: BatchSettings) -> None:
         found = db.fetchone(sql.fill(template, null_key=null_key))
         if found is not None:
             raise ProjectError(f"{spec.path}: " + _problem(problem, found))
-    overhead = line_overhead(spec)
-    found = db.fetchone(_TOO_LARGE, [overhead, batch.max_bytes])
-    if found is not None:
-        raise ProjectError(
-            f"{spec.path}: the request of key {found[0]} is {found[2] + overhead} bytes, over the "
-            f"{batch.max_bytes}-byte batch file limit ({found[1]} like it); shorten its prompt "
-            "or images"
-        )
     limit = batch.token_limit(spec.model)
     found = db.fetchone(_TOO_MANY_TOKENS, [limit])
     if found is not None:
@@ -270,34 +298,55 @@ def _problem(template: str, found: tuple[Any, ...]) -> str:
 
 
 def plan_sends(
-    db: Database, spec: EnrichSpec, batch: BatchSettings, since: datetime, full_refresh: bool
+    db: Database,
+    spec: EnrichSpec,
+    shared: Frame,
+    batch: BatchSettings,
+    since: datetime,
+    full_refresh: bool,
 ) -> list[Shard]:
     """Fill ``enrich_sends`` with the distinct requests to send now, split into shards.
 
     Sent: requests never seen; those retried after a transient error, while attempts remain;
-    those that failed before `since` (a later run retries them); with `full_refresh`, those
-    answered before `since`. Never: requests already in a batch.
+    those that failed before `since` (a later run retries them); with `full_refresh`, everything
+    last answered or tried before `since`. Never: requests already in a batch. A request too large
+    for a batch file stops the model here, before anything is sent.
     """
-    params = [line_overhead(spec), spec.max_attempts, since, full_refresh, since]
-    db.execute(_SENDS, params)
+    statement = sql.fill(_SENDS, row_part=sql.Raw(spec.endpoint.row_part))
+    db.execute(statement, [shared.overhead, spec.max_attempts, since, full_refresh, since])
+    found = db.fetchone(_TOO_LARGE, [batch.max_bytes])
+    if found is not None:
+        raise ProjectError(
+            f"{spec.path}: the request of key {found[0]} is {found[2]} bytes, over the "
+            f"{batch.max_bytes}-byte batch file limit ({found[1]} like it); shorten its prompt "
+            "or images"
+        )
     stats = db.fetchone("SELECT max(line_bytes), max(tokens) FROM enrich_sends")
     if stats is None or stats[0] is None:
         return []
     by_bytes = max(batch.max_bytes - int(stats[0]), 1)
     by_tokens = max(batch.token_limit(spec.model) - int(stats[1]), 1)
     db.execute(_SHARD, [batch.max_lines, by_bytes, by_tokens])
-    return [
-        Shard(int(r[0]), int(r[1]), int(r[2]), int(r[3]), str(r[4])) for r in db.fetchall(_SHARDS)
-    ]
+    rows = db.fetchall(_SHARDS)
+    return [Shard(int(r[0]), int(r[1]), int(r[2]), int(r[3]), str(r[4])) for r in rows]
 
 
-def write_shard(db: Database, spec: EnrichSpec, shard: Shard, path: Path) -> Path:
-    """Write one shard as a Batch API input file (JSONL), streamed by DuckDB."""
+def write_shard(db: Database, shared: Frame, shard: Shard, path: Path) -> Path:
+    """Write one shard as a Batch API input file (JSONL), streamed from DuckDB to disk."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    db.execute(_WRITE_SHARD, [spec.endpoint.url, shard.index, str(tmp)])
+    db.write_lines(_LINES, [shared.before_part, shared.after_part, shard.index], tmp)
     tmp.replace(path)
     return path
+
+
+def shard_bodies(db: Database, shared: Frame, shard: Shard) -> list[tuple[str, dict[str, Any]]]:
+    """(custom_id, body) of each request in a shard, for sending one by one (previews)."""
+    rows = db.fetchall(
+        "SELECT request_hash, part FROM enrich_sends WHERE shard = ? ORDER BY request_hash",
+        [shard.index],
+    )
+    return [(str(request_hash), shared.body(str(part))) for request_hash, part in rows]
 
 
 def counts(db: Database, since: datetime) -> Counts:

@@ -1,7 +1,8 @@
 """The API endpoints a model can enrich through, declared as data: one :class:`Endpoint` each.
 
-An endpoint says how a row becomes the per-row part of a request body (SQL over the plan's
-``_prompt``, ``_system`` and ``_images`` columns), how many prompt tokens that is estimated at,
+An endpoint says under which key rows go in a request body and how a row becomes its part there
+(SQL over the plan's ``_prompt``, ``_system`` and ``_images`` columns; everything else in the body
+is the same for every row), how many prompt tokens that is estimated at,
 how a structured-output schema goes into the body, and how an answer, its completeness, a refusal
 and token usage are read back out of a response body (SQL over a JSON column ``body``).
 """
@@ -14,24 +15,23 @@ from typing import Any
 
 from . import tokens
 
-_CHAT_MESSAGES = """to_json(list_concat(
-    CASE WHEN _system IS NULL THEN []::JSON[]
-         ELSE [json_object('role', 'system', 'content', _system)] END,
-    [json_object('role', 'user', 'content',
-        CASE WHEN coalesce(len(_images), 0) = 0 THEN to_json(_prompt)
-             ELSE to_json(list_prepend(
-                 json_object('type', 'text', 'text', _prompt),
-                 list_transform(_images, lambda u:
-                     json_object('type', 'image_url', 'image_url', json_object('url', u)))))
-        END)]))"""
+# The per-row part of a body, as JSON text: after the constant head, before the constant tail.
+# A row's own system prompt (`_system`) comes first; a model-wide one is in the head.
+_ROW_SYSTEM = """CASE WHEN _system IS NULL THEN ''
+         ELSE json_object('role', 'system', 'content', _system)::VARCHAR || ',' END"""
 
-_RESPONSES_INPUT = """to_json(list_concat(
-    CASE WHEN _system IS NULL THEN []::JSON[]
-         ELSE [json_object('role', 'system', 'content', _system)] END,
-    [json_object('role', 'user', 'content', to_json(list_concat(
-        [json_object('type', 'input_text', 'text', _prompt)],
-        list_transform(coalesce(_images, []), lambda u:
-            json_object('type', 'input_image', 'image_url', u)))))]))"""
+_CHAT_ROW = f"""{_ROW_SYSTEM} || json_object('role', 'user', 'content',
+    CASE WHEN coalesce(len(_images), 0) = 0 THEN to_json(_prompt)
+         ELSE to_json(list_prepend(
+             json_object('type', 'text', 'text', _prompt),
+             list_transform(_images, lambda u:
+                 json_object('type', 'image_url', 'image_url', json_object('url', u)))))
+    END)::VARCHAR"""
+
+_RESPONSES_ROW = f"""{_ROW_SYSTEM} || json_object('role', 'user', 'content', to_json(list_concat(
+    [json_object('type', 'input_text', 'text', _prompt)],
+    list_transform(coalesce(_images, []), lambda u:
+        json_object('type', 'input_image', 'image_url', u)))))::VARCHAR"""
 
 _MESSAGE_TOKENS = f"""(
     CASE WHEN _system IS NULL THEN 0
@@ -92,8 +92,10 @@ class Endpoint:
     """How rows become requests to one URL, and answers come back out of its responses."""
 
     url: str
-    row_body: str  # SQL: the per-row part of the body
-    row_tokens: str  # SQL: estimated prompt tokens of a row
+    container: str  # the body key rows go under: "messages" or "input"
+    listed: bool  # the container is a list (messages) rather than one value
+    row_part: str  # SQL: the JSON text of a row's part of the container
+    row_tokens: str  # SQL: estimated prompt tokens of a row's part
     answer: str  # SQL select list over `body`: answer, complete, refusal, token counts
     answer_type: str  # the column type of an answer when the model declares no `output`
     default_column: str  # that column's default name
@@ -107,7 +109,9 @@ ENDPOINTS: Mapping[str, Endpoint] = {
     for e in (
         Endpoint(
             "/v1/chat/completions",
-            f"json_object('messages', {_CHAT_MESSAGES})",
+            "messages",
+            True,
+            _CHAT_ROW,
             _MESSAGE_TOKENS,
             _CHAT_ANSWER,
             "VARCHAR",
@@ -118,7 +122,9 @@ ENDPOINTS: Mapping[str, Endpoint] = {
         ),
         Endpoint(
             "/v1/embeddings",
-            "json_object('input', _prompt)",
+            "input",
+            False,
+            "to_json(_prompt)::VARCHAR",
             f"ceil(length(_prompt) / {tokens.CHARS_PER_TOKEN})::BIGINT",
             _EMBEDDING_ANSWER,
             "FLOAT[]",
@@ -129,7 +135,9 @@ ENDPOINTS: Mapping[str, Endpoint] = {
         ),
         Endpoint(
             "/v1/responses",
-            f"json_object('input', {_RESPONSES_INPUT})",
+            "input",
+            True,
+            _RESPONSES_ROW,
             _MESSAGE_TOKENS,
             _RESPONSES_ANSWER,
             "VARCHAR",

@@ -113,7 +113,7 @@ class _Build:
     # The pipeline
 
     def run(self) -> Outcome:
-        batch_requests.plan_rows(self.db, self.model, self.spec)
+        self.frame = batch_requests.plan_rows(self.db, self.model, self.spec)
         batch_requests.validate_rows(self.db, self.spec, self.settings.batch)
         before = batch_requests.counts(self.db, self.started)
         if not self.options.dry_run:
@@ -130,7 +130,7 @@ class _Build:
         return self._finish(before, plan)
 
     def preview(self, limit: int) -> Table:
-        batch_requests.plan_rows(self.db, self.model, self.spec, limit)
+        self.frame = batch_requests.plan_rows(self.db, self.model, self.spec, limit)
         batch_requests.validate_rows(self.db, self.spec, self.settings.batch)
         for shard in self._plan():
             self._answer_now(shard)
@@ -148,13 +148,11 @@ class _Build:
         ledger.start_submission(self.db, record, shard.index)
         ledger.record_created(self.db, submission_id, "preview", "completed", now)
         client = self._api()
-        bodies = self.db.fetchall(
-            "SELECT request_hash, body FROM enrich_sends WHERE shard = ?", [shard.index]
-        )
+        bodies = batch_requests.shard_bodies(self.db, self.frame, shard)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", encoding="utf-8") as out:
             for request_hash, body in bodies:
-                response = _respond(client, self.spec.endpoint.url, json.loads(body))
+                response = _respond(client, self.spec.endpoint.url, body)
                 out.write(json.dumps({"custom_id": request_hash, **response}) + "\n")
         with self.db.transaction():
             batch_results.load_results(self.db, self.spec, [path])
@@ -164,7 +162,8 @@ class _Build:
 
     def _plan(self) -> list[Shard]:
         return batch_requests.plan_sends(
-            self.db, self.spec, self.settings.batch, self.started, self.ctx.full_refresh
+            self.db, self.spec, self.frame, self.settings.batch, self.started,
+            self.ctx.full_refresh,
         )
 
     def _estimate(self, counts: Counts, shards: list[Shard]) -> Plan:
@@ -210,7 +209,7 @@ class _Build:
     def _submit(self, shard: Shard) -> None:
         submission_id = uuid.uuid4().hex
         path = batch_requests.write_shard(
-            self.db, self.spec, shard, self.folder / f"{submission_id}.jsonl"
+            self.db, self.frame, shard, self.folder / f"{submission_id}.jsonl"
         )
         self._step("shard_written")
         now = self.ctx.clock()
