@@ -38,52 +38,52 @@ SELECT *,
                 || length(_prompt) || ':' || _prompt || '|'
                 || coalesce(to_json(_images)::VARCHAR, '')) AS request_hash
 FROM (
-    SELECT {keys}, {prompt}::VARCHAR AS _prompt, {system} AS _system, {images} AS _images,
-           to_json(struct_pack({keys}))::VARCHAR AS row_key
+    SELECT {keys}, {prompt}::VARCHAR AS _prompt, {system} AS _system, {images} AS _images
     FROM (
 {query}
     ) AS model
 )
 """
 
+# Each check finds the first bad row (its key as JSON) and how many rows are like it.
 _CHECKS = (
     (
-        "SELECT row_key, count(*) OVER () FROM enrich_rows WHERE {null_key} LIMIT 1",
+        "SELECT {row_key}, count(*) OVER () FROM enrich_rows WHERE {null_key} LIMIT 1",
         "key {key} has a NULL part ({count} row(s) like it); unique_key columns must be set "
         "on every row: filter those rows out or coalesce the key",
     ),
     (
-        "SELECT row_key, count(*) OVER (), n FROM ("
-        " SELECT row_key, count(*) AS n FROM enrich_rows GROUP BY row_key HAVING count(*) > 1)"
-        " ORDER BY row_key LIMIT 1",
+        "SELECT {row_key}, count(*) OVER (), n FROM ("
+        " SELECT {keys}, count(*) AS n FROM enrich_rows GROUP BY ALL HAVING count(*) > 1)"
+        " ORDER BY 1 LIMIT 1",
         "unique_key is not unique: key {key} appears {extra} times ({count} key(s) repeat); add "
         "a column to unique_key or deduplicate rows in the model's SELECT",
     ),
     (
-        "SELECT row_key, count(*) OVER () FROM enrich_rows"
-        " WHERE _prompt IS NULL OR trim(_prompt) = '' LIMIT 1",
+        "SELECT {row_key}, count(*) OVER () FROM enrich_rows"
+        " WHERE _prompt IS NULL OR NOT regexp_matches(_prompt, '\\S') LIMIT 1",
         "the prompt of key {key} is NULL or empty ({count} row(s) like it); filter those rows "
         "out or give them text",
     ),
     (
-        "SELECT row_key, count(*) OVER (), u FROM ("
-        " SELECT row_key, unnest(_images) AS u FROM enrich_rows)"
+        "SELECT {row_key}, count(*) OVER (), u FROM ("
+        " SELECT {keys}, unnest(_images) AS u FROM enrich_rows WHERE _images IS NOT NULL)"
         " WHERE u IS NULL OR NOT regexp_matches(u, '^(https?://\\S+|data:image/[A-Za-z0-9.+-]+;base64,\\S+)$')"
-        " ORDER BY row_key LIMIT 1",
+        " ORDER BY 1 LIMIT 1",
         "the image URL of key {key} is {extra!r} ({count} like it); an image is an http(s) URL "
         "or a data:image/...;base64, URL",
     ),
 )
 
 _TOO_MANY_TOKENS = """
-SELECT row_key, count(*) OVER (), tokens FROM enrich_rows WHERE tokens > ? ORDER BY row_key LIMIT 1
+SELECT {row_key}, count(*) OVER (), tokens FROM enrich_rows WHERE tokens > ? ORDER BY 1 LIMIT 1
 """
 
 _SENDS = """
 CREATE OR REPLACE TEMP TABLE enrich_sends AS
 SELECT w.*, strlen(w.part) + ? AS line_bytes
 FROM (
-    SELECT request_hash, any_value(tokens) AS tokens, min(row_key) AS row_key,
+    SELECT request_hash, any_value(tokens) AS tokens, min({row_key}) AS row_key,
            any_value({row_part}) AS part
     FROM enrich_rows GROUP BY request_hash
 ) AS w
@@ -96,33 +96,32 @@ WHERE q.request_hash IS NULL
 
 _TOO_LARGE = """
 SELECT row_key, count(*) OVER (), line_bytes FROM enrich_sends
-WHERE line_bytes > ? ORDER BY row_key LIMIT 1
+WHERE line_bytes > ? ORDER BY 1 LIMIT 1
 """
 
-_SHARD = """
-CREATE OR REPLACE TEMP TABLE enrich_sends AS
-SELECT * EXCLUDE (by_lines, by_bytes, by_tokens),
-       dense_rank() OVER (ORDER BY by_lines, by_bytes, by_tokens) - 1 AS shard
-FROM (
-    SELECT *,
-           (row_number() OVER w - 1) // ? AS by_lines,
-           (sum(line_bytes) OVER w) // ? AS by_bytes,
-           (sum(tokens) OVER w) // ? AS by_tokens
-    FROM enrich_sends
-    WINDOW w AS (ORDER BY request_hash ROWS UNBOUNDED PRECEDING)
-)
-"""
-
+# Shards are runs of consecutive rows of enrich_sends (by rowid) under every limit, computed on
+# a narrow projection so the window never carries the request text.
 _SHARDS = """
-SELECT shard, count(*), sum(line_bytes), sum(tokens),
+SELECT shard, min(r), max(r), count(*), sum(line_bytes), sum(tokens),
        sha256(string_agg(request_hash, '' ORDER BY request_hash))
-FROM enrich_sends GROUP BY shard ORDER BY shard
+FROM (
+    SELECT *, dense_rank() OVER (ORDER BY by_lines, by_bytes, by_tokens) - 1 AS shard
+    FROM (
+        SELECT r, request_hash, line_bytes, tokens,
+               (row_number() OVER w - 1) // ? AS by_lines,
+               (sum(line_bytes) OVER w) // ? AS by_bytes,
+               (sum(tokens) OVER w) // ? AS by_tokens
+        FROM (SELECT rowid AS r, request_hash, line_bytes, tokens FROM enrich_sends)
+        WINDOW w AS (ORDER BY r ROWS UNBOUNDED PRECEDING)
+    )
+)
+GROUP BY shard ORDER BY shard
 """
 
 # A line is '{"custom_id":"<hash>","method":"POST","url":"<url>","body":' head part tail '}'.
 _LINES = """
 SELECT concat('{"custom_id":"', request_hash, ?, part, ?) AS line
-FROM enrich_sends WHERE shard = ? ORDER BY request_hash
+FROM enrich_sends WHERE rowid BETWEEN ? AND ?
 """
 
 _COUNTS = """
@@ -154,9 +153,11 @@ class BatchSettings:
 
 @dataclass(frozen=True)
 class Shard:
-    """One batch input file's worth of requests."""
+    """One batch input file's worth of requests: rows `first`..`last` of ``enrich_sends``."""
 
     index: int
+    first: int
+    last: int
     lines: int
     bytes: int
     tokens: int
@@ -278,18 +279,24 @@ def _images(spec: EnrichSpec, columns: dict[str, str]) -> sql.Raw:
 def validate_rows(db: Database, spec: EnrichSpec, batch: BatchSettings) -> None:
     """Stop before anything is sent if a row is bad, naming the model file, the key and the fix."""
     null_key = sql.Raw(" OR ".join(sql.fill("{k} IS NULL", k=k) for k in spec.unique_key))
+    names = {"row_key": _row_key(spec), "keys": spec.unique_key, "null_key": null_key}
     for template, problem in _CHECKS:
-        found = db.fetchone(sql.fill(template, null_key=null_key))
+        found = db.fetchone(sql.fill(template, **names))
         if found is not None:
             raise ProjectError(f"{spec.path}: " + _problem(problem, found))
     limit = batch.token_limit(spec.model)
-    found = db.fetchone(_TOO_MANY_TOKENS, [limit])
+    found = db.fetchone(sql.fill(_TOO_MANY_TOKENS, row_key=_row_key(spec)), [limit])
     if found is not None:
         raise ProjectError(
             f"{spec.path}: the request of key {found[0]} is estimated at {found[2]} prompt "
             f"tokens, over the enqueued-token limit of {limit} for {spec.model} ({found[1]} like "
             "it); shorten it or raise [tool.enrich.batch] enqueued_tokens"
         )
+
+
+def _row_key(spec: EnrichSpec) -> sql.Raw:
+    """A row's key as JSON text, for messages and the ledger: ``{"title":"Drishyam","year":2013}``."""
+    return sql.Raw(sql.fill("to_json(struct_pack({keys}))::VARCHAR", keys=spec.unique_key))
 
 
 def _problem(template: str, found: tuple[Any, ...]) -> str:
@@ -312,7 +319,7 @@ def plan_sends(
     last answered or tried before `since`. Never: requests already in a batch. A request too large
     for a batch file stops the model here, before anything is sent.
     """
-    statement = sql.fill(_SENDS, row_part=sql.Raw(spec.endpoint.row_part))
+    statement = sql.fill(_SENDS, row_part=sql.Raw(spec.endpoint.row_part), row_key=_row_key(spec))
     db.execute(statement, [shared.overhead, spec.max_attempts, since, full_refresh, since])
     found = db.fetchone(_TOO_LARGE, [batch.max_bytes])
     if found is not None:
@@ -326,16 +333,15 @@ def plan_sends(
         return []
     by_bytes = max(batch.max_bytes - int(stats[0]), 1)
     by_tokens = max(batch.token_limit(spec.model) - int(stats[1]), 1)
-    db.execute(_SHARD, [batch.max_lines, by_bytes, by_tokens])
-    rows = db.fetchall(_SHARDS)
-    return [Shard(int(r[0]), int(r[1]), int(r[2]), int(r[3]), str(r[4])) for r in rows]
+    rows = db.fetchall(_SHARDS, [batch.max_lines, by_bytes, by_tokens])
+    return [Shard(*(int(v) for v in r[:6]), str(r[6])) for r in rows]
 
 
 def write_shard(db: Database, shared: Frame, shard: Shard, path: Path) -> Path:
     """Write one shard as a Batch API input file (JSONL), streamed from DuckDB to disk."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    db.write_lines(_LINES, [shared.before_part, shared.after_part, shard.index], tmp)
+    db.write_lines(_LINES, [shared.before_part, shared.after_part, shard.first, shard.last], tmp)
     tmp.replace(path)
     return path
 
@@ -343,8 +349,8 @@ def write_shard(db: Database, shared: Frame, shard: Shard, path: Path) -> Path:
 def shard_bodies(db: Database, shared: Frame, shard: Shard) -> list[tuple[str, dict[str, Any]]]:
     """(custom_id, body) of each request in a shard, for sending one by one (previews)."""
     rows = db.fetchall(
-        "SELECT request_hash, part FROM enrich_sends WHERE shard = ? ORDER BY request_hash",
-        [shard.index],
+        "SELECT request_hash, part FROM enrich_sends WHERE rowid BETWEEN ? AND ?",
+        [shard.first, shard.last],
     )
     return [(str(request_hash), shared.body(str(part))) for request_hash, part in rows]
 

@@ -98,13 +98,18 @@ class Database:
         self._lock = threading.Lock()
 
     @classmethod
-    def connect(cls, path: str | Path) -> Database:
-        """Open (creating if needed) the database file at `path`, or an in-memory one."""
+    def connect(cls, path: str | Path, memory_limit: str | None = None) -> Database:
+        """Open (creating if needed) the database file at `path`, or an in-memory one.
+
+        With `memory_limit` (``"512MB"``) DuckDB spills to disk beyond it, so memory stays flat
+        however many rows a model has.
+        """
         target = str(path)
         if target != MEMORY:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
+        config = {"memory_limit": memory_limit} if memory_limit else {}
         try:
-            return cls(duckdb.connect(target), target)
+            return cls(duckdb.connect(target, config=config), target)
         except duckdb.Error as err:
             raise ExecutionError(
                 f"cannot open the DuckDB database {target}: {err}; "

@@ -145,7 +145,7 @@ class _Build:
             submission_id, self.model.name, self.spec.model, self.spec.endpoint.url,
             shard.shard_hash, str(path), None, None, "preview", shard.lines, shard.tokens, now,
         )
-        ledger.start_submission(self.db, record, shard.index)
+        ledger.start_submission(self.db, record, (shard.first, shard.last))
         ledger.record_created(self.db, submission_id, "preview", "completed", now)
         client = self._api()
         bodies = batch_requests.shard_bodies(self.db, self.frame, shard)
@@ -217,7 +217,7 @@ class _Build:
             submission_id, self.model.name, self.spec.model, self.spec.endpoint.url,
             shard.shard_hash, str(path), None, None, "preparing", shard.lines, shard.tokens, now,
         )
-        ledger.start_submission(self.db, record, shard.index)
+        ledger.start_submission(self.db, record, (shard.first, shard.last))
         self._step("submission_recorded")
         client = self._api()
         file_id = client.upload(path)

@@ -41,7 +41,9 @@ def _create_requests(db: Database) -> None:
     db.execute(
         """
         CREATE TABLE _enrich.requests (
-            request_hash VARCHAR PRIMARY KEY,  -- sha256 of url + body; also the custom_id
+            -- sha256 of what is sent; also the custom_id. Unique, but not a PRIMARY KEY: DuckDB
+            -- keeps indexes in memory, and a million-row model must not need that.
+            request_hash VARCHAR NOT NULL,
             node VARCHAR NOT NULL,  -- the enrich model that last sent it
             endpoint VARCHAR NOT NULL,
             model VARCHAR NOT NULL,
@@ -174,16 +176,31 @@ class Submission:
 _SUBMISSION_COLUMNS = """submission_id, node, model, endpoint, shard_hash, input_path, input_file_id,
     batch_id, status, lines, estimated_tokens, created_at"""
 
-_CLAIM = """
+_SHARD_ROWS = "(SELECT request_hash, tokens, row_key FROM enrich_sends WHERE rowid BETWEEN ? AND ?)"
+
+_CLAIM_KNOWN = (
+    """
+UPDATE _enrich.requests AS q SET
+    node = ?, row_key = s.row_key, status = 'submitting', submission_id = ?, batch_id = NULL,
+    estimated_tokens = s.tokens, updated_at = ?
+FROM """
+    + _SHARD_ROWS
+    + """ AS s
+WHERE q.request_hash = s.request_hash
+"""
+)
+
+_CLAIM_NEW = (
+    """
 INSERT INTO _enrich.requests (request_hash, node, endpoint, model, row_key, status, attempts,
                               submission_id, estimated_tokens, updated_at)
-SELECT request_hash, ?, ?, ?, row_key, 'submitting', 0, ?, tokens, ?
-FROM enrich_sends WHERE shard = ?
-ON CONFLICT (request_hash) DO UPDATE SET
-    node = excluded.node, row_key = excluded.row_key, status = 'submitting',
-    submission_id = excluded.submission_id, batch_id = NULL,
-    estimated_tokens = excluded.estimated_tokens, updated_at = excluded.updated_at
+SELECT s.request_hash, ?, ?, ?, s.row_key, 'submitting', 0, ?, s.tokens, ?
+FROM """
+    + _SHARD_ROWS
+    + """ AS s
+WHERE NOT EXISTS (SELECT 1 FROM _enrich.requests AS q WHERE q.request_hash = s.request_hash)
 """
+)
 
 _RELEASE = """
 UPDATE _enrich.requests SET
@@ -193,8 +210,9 @@ WHERE submission_id = ? AND status IN ('submitting', 'submitted')
 """
 
 
-def start_submission(db: Database, submission: Submission, shard: int) -> None:
-    """Record a shard and claim its requests (from ``enrich_sends``) before anything is uploaded."""
+def start_submission(db: Database, submission: Submission, rows: tuple[int, int]) -> None:
+    """Record a shard and claim its requests (rows of ``enrich_sends``) before anything is
+    uploaded."""
     s = submission
     with db.transaction():
         db.execute(
@@ -204,7 +222,9 @@ def start_submission(db: Database, submission: Submission, shard: int) -> None:
              s.input_file_id, s.batch_id, s.status, s.lines, s.estimated_tokens, s.created_at,
              s.created_at],
         )
-        db.execute(_CLAIM, [s.node, s.endpoint, s.model, s.submission_id, s.created_at, shard])
+        db.execute(_CLAIM_KNOWN, [s.node, s.submission_id, s.created_at, *rows])
+        params = [s.node, s.endpoint, s.model, s.submission_id, s.created_at, *rows]
+        db.execute(_CLAIM_NEW, params)
 
 
 def record_upload(db: Database, submission_id: str, file_id: str, base_url: str) -> None:

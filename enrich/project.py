@@ -36,6 +36,7 @@ SETTINGS_KEYS = frozenset(
         "prices",
         "batch",
         "max_cost_usd",
+        "memory_limit",
     }
 )
 BATCH_KEYS = frozenset(
@@ -79,6 +80,7 @@ class Settings:
     prices: Mapping[str, Price] = field(default_factory=lambda: dict(DEFAULT_PRICES))
     batch: BatchSettings = field(default_factory=BatchSettings)
     max_cost_usd: float | None = None
+    memory_limit: str | None = None  # DuckDB's memory_limit for runs, e.g. "1GB"; spills beyond
 
     @property
     def database_path(self) -> str:
@@ -193,6 +195,7 @@ def load_settings(root: Path) -> Settings:
         prices=_prices(_table(table, "prices", "[tool.enrich]")),
         batch=_batch(_table(table, "batch", "[tool.enrich]")),
         max_cost_usd=_optional_number(table, "max_cost_usd", "[tool.enrich]"),
+        memory_limit=_string(table, "memory_limit", "") or None if "memory_limit" in table else None,
     )
 
 

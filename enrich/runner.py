@@ -200,7 +200,7 @@ def _execute(project: Project, clock: Clock, on_result: OnResult | None, work: W
 
 @contextmanager
 def _open(project: Project) -> Iterator[Database]:
-    db = Database.connect(project.settings.database_path)
+    db = Database.connect(project.settings.database_path, project.settings.memory_limit)
     try:
         ledger.migrate(db)
         yield db
