@@ -135,7 +135,7 @@ def setup(folder: Path, rows: int) -> None:
     (folder / "models").mkdir(parents=True)
     (folder / "models" / "movie_categories.sql").write_text(MODEL_SQL)
     (folder / "pyproject.toml").write_text(
-        '[tool.enrich]\ndatabase = "bench.duckdb"\nmemory_limit = "256MB"\n\n'
+        '[tool.enrich]\ndatabase = "bench.duckdb"\nmemory_limit = "400MB"\n\n'
         "[tool.enrich.batch]\nenqueued_tokens = 1000000000\n"
     )
     (folder / "outputs").mkdir()
@@ -224,12 +224,12 @@ def enrich_load(folder: Path, rows: int) -> float:
         )
         ledger.start_submission(db, record, (shard.first, shard.last))
         ledger.record_created(db, record.submission_id, f"batch_{shard.index}", "completed", _now())
-    files = sorted((folder / "outputs").glob("*.jsonl"))
     started = time.perf_counter()
-    with db.transaction():
-        batch_results.load_results(db, spec, files)
-        for index in range(len(files)):
+    for index in range(len(list((folder / "outputs").glob("*.jsonl")))):
+        with db.transaction():  # as a run collects: one batch's files, merged, committed
+            batch_results.load_results(db, spec, [folder / "outputs" / f"{index}.jsonl"])
             batch_results.merge_results(db, spec, f"bench-{index}", _now(), True)
+    with db.transaction():
         batch_results.build_target(db, spec, False)
     seconds = time.perf_counter() - started
     db.close()

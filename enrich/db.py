@@ -108,6 +108,8 @@ class Database:
         if target != MEMORY:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
         config = {"memory_limit": memory_limit} if memory_limit else {}
+        if memory_limit:  # lets large statements stream and spill instead of buffering in order
+            config["preserve_insertion_order"] = "false"
         try:
             return cls(duckdb.connect(target, config=config), target)
         except duckdb.Error as err:
