@@ -218,13 +218,13 @@ def frame(spec: EnrichSpec, row_system: bool) -> Frame:
     before = '",' + shell[1:-1] + ',"body":' + head
     after = tail + "}\n"
     digest = hashlib.sha256(f"{spec.endpoint.url}\n{head}\0{tail}".encode()).hexdigest()
-    system_tokens = 0 if system is None else tokens.TOKENS_PER_MESSAGE + tokens.estimate_text(system)
+    system_tokens = (
+        0 if system is None else tokens.TOKENS_PER_MESSAGE + tokens.estimate_text(system)
+    )
     return Frame(before, after, digest, system_tokens)
 
 
-def plan_rows(
-    db: Database, model: Model, spec: EnrichSpec, limit: int | None = None
-) -> Frame:
+def plan_rows(db: Database, model: Model, spec: EnrichSpec, limit: int | None = None) -> Frame:
     """Run the model's query (its first `limit` rows) into ``enrich_rows``: key, prompt parts,
     request hash, estimated tokens. Returns the frame every line of this model shares."""
     columns = dict(db.describe(model.sql))
@@ -279,7 +279,11 @@ def _images(spec: EnrichSpec, columns: dict[str, str]) -> sql.Raw:
 def validate_rows(db: Database, spec: EnrichSpec, batch: BatchSettings) -> None:
     """Stop before anything is sent if a row is bad, naming the model file, the key and the fix."""
     null_key = sql.Raw(" OR ".join(sql.fill("{k} IS NULL", k=k) for k in spec.unique_key))
-    names = {"row_key": _row_key(spec), "keys": spec.unique_key, "null_key": null_key}
+    names: dict[str, sql.Part] = {
+        "row_key": _row_key(spec),
+        "keys": spec.unique_key,
+        "null_key": null_key,
+    }
     for template, problem in _CHECKS:
         found = db.fetchone(sql.fill(template, **names))
         if found is not None:
@@ -295,7 +299,7 @@ def validate_rows(db: Database, spec: EnrichSpec, batch: BatchSettings) -> None:
 
 
 def _row_key(spec: EnrichSpec) -> sql.Raw:
-    """A row's key as JSON text, for messages and the ledger: ``{"title":"Drishyam","year":2013}``."""
+    """A row's key as JSON text, for messages and the ledger: ``{"title":"Heat","year":1995}``."""
     return sql.Raw(sql.fill("to_json(struct_pack({keys}))::VARCHAR", keys=spec.unique_key))
 
 
@@ -334,7 +338,10 @@ def plan_sends(
     by_bytes = max(batch.max_bytes - int(stats[0]), 1)
     by_tokens = max(batch.token_limit(spec.model) - int(stats[1]), 1)
     rows = db.fetchall(_SHARDS, [batch.max_lines, by_bytes, by_tokens])
-    return [Shard(*(int(v) for v in r[:6]), str(r[6])) for r in rows]
+    return [
+        Shard(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]), str(r[6]))
+        for r in rows
+    ]
 
 
 def write_shard(db: Database, shared: Frame, shard: Shard, path: Path) -> Path:

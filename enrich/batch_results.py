@@ -147,9 +147,15 @@ def load_results(db: Database, spec: EnrichSpec, files: Sequence[Path]) -> int:
 def _checks(spec: EnrichSpec) -> tuple[sql.Raw, sql.Raw, list[Any]]:
     """The parsed answer, and whether it fits what the model declared."""
     if spec.output is not None:
-        not_null = [sql.fill("parsed.{field} IS NOT NULL", field=f.name) for f in spec.output.fields]
+        not_null = [
+            sql.fill("parsed.{field} IS NOT NULL", field=f.name) for f in spec.output.fields
+        ]
         fits = " AND ".join(["parsed IS NOT NULL", *not_null])
-        return sql.Raw("try(from_json_strict(answer, ?))"), sql.Raw(fits), [json.dumps(spec.output.structure())]
+        return (
+            sql.Raw("try(from_json_strict(answer, ?))"),
+            sql.Raw(fits),
+            [json.dumps(spec.output.structure())],
+        )
     if spec.endpoint.answer_type != "VARCHAR":
         cast = "try(answer::JSON::" + spec.endpoint.answer_type + ")"
         return sql.Raw(cast), sql.Raw("parsed IS NOT NULL"), []
@@ -159,7 +165,7 @@ def _checks(spec: EnrichSpec) -> tuple[sql.Raw, sql.Raw, list[Any]]:
 def merge_results(
     db: Database, spec: EnrichSpec, submission_id: str, now: datetime, loaded: bool
 ) -> None:
-    """Apply ``enrich_results`` (when `loaded`) to one submission's requests; the rest are missing."""
+    """Apply ``enrich_results`` (if `loaded`) to a submission's requests; the rest are missing."""
     if loaded:
         db.execute(_MERGE, [spec.max_attempts, now, now, submission_id])
     db.execute(_MISSING, [spec.max_attempts, now, submission_id])

@@ -181,8 +181,7 @@ def _state(batch: Any) -> BatchState:
         completed=counts.completed if counts else 0,
         failed=counts.failed if counts else 0,
         errors=tuple(
-            {"code": e.code, "message": e.message, "line": e.line, "param": e.param}
-            for e in errors
+            {"code": e.code, "message": e.message, "line": e.line, "param": e.param} for e in errors
         ),
         created_at=batch.created_at,
         metadata=dict(batch.metadata or {}),

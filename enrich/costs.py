@@ -40,7 +40,7 @@ DEFAULT_PRICES: Mapping[str, Price] = {
 
 
 def price_for(model: str, prices: Mapping[str, Price]) -> Price | None:
-    """The price of `model`; a dated snapshot (``gpt-4o-mini-2024-07-18``) falls back to its base."""
+    """The price of `model`; a dated snapshot (``gpt-4o-mini-2024-07-18``) gets its base's."""
     if model in prices:
         return prices[model]
     base = [name for name in prices if model.startswith(name + "-")]

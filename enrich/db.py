@@ -38,15 +38,13 @@ _LINE_BATCH = 65_536
 
 def _string_bytes(column: Any) -> memoryview:
     """The UTF-8 bytes of an Arrow string column, concatenated: its data buffer, no copy."""
-    if str(column.type) == "large_string":
-        width = "q"
-    elif str(column.type) == "string":
-        width = "i"
-    else:
+    if str(column.type) not in ("string", "large_string"):
         column = column.cast("large_string")
-        width = "q"
     _, offsets, data = column.buffers()
-    bounds = memoryview(offsets).cast(width)
+    if str(column.type) == "string":
+        bounds = memoryview(offsets).cast("i")
+    else:
+        bounds = memoryview(offsets).cast("q")
     start, end = bounds[column.offset], bounds[column.offset + len(column)]
     return memoryview(data)[start:end]
 
@@ -107,9 +105,11 @@ class Database:
         target = str(path)
         if target != MEMORY:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
-        config = {"memory_limit": memory_limit} if memory_limit else {}
-        if memory_limit:  # lets large statements stream and spill instead of buffering in order
-            config["preserve_insertion_order"] = "false"
+        config: dict[str, str | bool | int | float | list[str]] = {}
+        if memory_limit:
+            config["memory_limit"] = memory_limit
+            # Lets large statements stream and spill instead of buffering rows in order.
+            config["preserve_insertion_order"] = False
         try:
             return cls(duckdb.connect(target, config=config), target)
         except duckdb.Error as err:

@@ -142,8 +142,18 @@ class _Build:
         now = self.ctx.clock()
         path = self.folder / f"{submission_id}-output.jsonl"
         record = ledger.Submission(
-            submission_id, self.model.name, self.spec.model, self.spec.endpoint.url,
-            shard.shard_hash, str(path), None, None, "preview", shard.lines, shard.tokens, now,
+            submission_id,
+            self.model.name,
+            self.spec.model,
+            self.spec.endpoint.url,
+            shard.shard_hash,
+            str(path),
+            None,
+            None,
+            "preview",
+            shard.lines,
+            shard.tokens,
+            now,
         )
         ledger.start_submission(self.db, record, (shard.first, shard.last))
         ledger.record_created(self.db, submission_id, "preview", "completed", now)
@@ -162,7 +172,11 @@ class _Build:
 
     def _plan(self) -> list[Shard]:
         return batch_requests.plan_sends(
-            self.db, self.spec, self.frame, self.settings.batch, self.started,
+            self.db,
+            self.spec,
+            self.frame,
+            self.settings.batch,
+            self.started,
             self.ctx.full_refresh,
         )
 
@@ -172,7 +186,9 @@ class _Build:
         per_request = self.spec.completion_budget
         if self.spec.endpoint.answer_type != "VARCHAR":
             per_request = 0
-        completion = requests * (costs.DEFAULT_COMPLETION_TOKENS if per_request is None else per_request)
+        completion = requests * (
+            costs.DEFAULT_COMPLETION_TOKENS if per_request is None else per_request
+        )
         price = costs.price_for(self.spec.model, self.settings.prices)
         cost = None if price is None else costs.cost(prompt, completion, price)
         return Plan(counts.rows, counts.cached, requests, len(shards), prompt, completion, cost)
@@ -214,8 +230,18 @@ class _Build:
         self._step("shard_written")
         now = self.ctx.clock()
         record = ledger.Submission(
-            submission_id, self.model.name, self.spec.model, self.spec.endpoint.url,
-            shard.shard_hash, str(path), None, None, "preparing", shard.lines, shard.tokens, now,
+            submission_id,
+            self.model.name,
+            self.spec.model,
+            self.spec.endpoint.url,
+            shard.shard_hash,
+            str(path),
+            None,
+            None,
+            "preparing",
+            shard.lines,
+            shard.tokens,
+            now,
         )
         ledger.start_submission(self.db, record, (shard.first, shard.last))
         self._step("submission_recorded")
@@ -366,7 +392,11 @@ class _Build:
         self._step("target_built")
         after = batch_requests.counts(self.db, self.started)
         price = costs.price_for(self.spec.model, self.settings.prices)
-        spent = None if price is None else costs.cost(after.prompt_tokens, after.completion_tokens, price)
+        spent = (
+            None
+            if price is None
+            else costs.cost(after.prompt_tokens, after.completion_tokens, price)
+        )
         extra = {
             "rows": after.rows,
             "requests_submitted": self.submitted,
@@ -381,7 +411,9 @@ class _Build:
             "cost_usd": spent,
         }
         ledger.record_run(
-            self.db, self.options.run_id, self.model.name,
+            self.db,
+            self.options.run_id,
+            self.model.name,
             [self.started, self.ctx.clock(), *[extra[k] for k in _RUN_FIGURES]],
         )
         message = (
@@ -398,8 +430,17 @@ class _Build:
         return self._client
 
     def _report(self, state: BatchState, text: str) -> None:
-        self._emit(EnrichEvent(self.model.name, text, state.id, state.status, state.completed,
-                               state.failed, state.total))
+        self._emit(
+            EnrichEvent(
+                self.model.name,
+                text,
+                state.id,
+                state.status,
+                state.completed,
+                state.failed,
+                state.total,
+            )
+        )
 
     def _say(self, text: str) -> None:
         self._emit(EnrichEvent(self.model.name, text))
@@ -414,8 +455,16 @@ class _Build:
 
 
 _RUN_FIGURES = (
-    "rows", "requests_submitted", "rows_cached", "rows_succeeded", "rows_failed", "rows_pending",
-    "prompt_tokens", "completion_tokens", "estimated_cost_usd", "cost_usd",
+    "rows",
+    "requests_submitted",
+    "rows_cached",
+    "rows_succeeded",
+    "rows_failed",
+    "rows_pending",
+    "prompt_tokens",
+    "completion_tokens",
+    "estimated_cost_usd",
+    "cost_usd",
 )
 
 

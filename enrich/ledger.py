@@ -173,8 +173,8 @@ class Submission:
     created_at: datetime
 
 
-_SUBMISSION_COLUMNS = """submission_id, node, model, endpoint, shard_hash, input_path, input_file_id,
-    batch_id, status, lines, estimated_tokens, created_at"""
+_SUBMISSION_COLUMNS = """submission_id, node, model, endpoint, shard_hash, input_path,
+    input_file_id, batch_id, status, lines, estimated_tokens, created_at"""
 
 _SHARD_ROWS = "(SELECT request_hash, tokens, row_key FROM enrich_sends WHERE rowid BETWEEN ? AND ?)"
 
@@ -218,9 +218,21 @@ def start_submission(db: Database, submission: Submission, rows: tuple[int, int]
         db.execute(
             "INSERT INTO _enrich.batches (" + _SUBMISSION_COLUMNS + ", updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [s.submission_id, s.node, s.model, s.endpoint, s.shard_hash, s.input_path,
-             s.input_file_id, s.batch_id, s.status, s.lines, s.estimated_tokens, s.created_at,
-             s.created_at],
+            [
+                s.submission_id,
+                s.node,
+                s.model,
+                s.endpoint,
+                s.shard_hash,
+                s.input_path,
+                s.input_file_id,
+                s.batch_id,
+                s.status,
+                s.lines,
+                s.estimated_tokens,
+                s.created_at,
+                s.created_at,
+            ],
         )
         db.execute(_CLAIM_KNOWN, [s.node, s.submission_id, s.created_at, *rows])
         params = [s.node, s.endpoint, s.model, s.submission_id, s.created_at, *rows]

@@ -22,11 +22,8 @@ from .errors import ProjectError
 
 _JSON_TYPES: Mapping[str, str] = {
     **dict.fromkeys(("varchar", "date", "timestamp", "time", "uuid"), "string"),
-    **dict.fromkeys(
-        ("tinyint", "smallint", "integer", "bigint", "hugeint", "utinyint", "usmallint")
-        + ("uinteger", "ubigint"),
-        "integer",
-    ),
+    **dict.fromkeys(("tinyint", "smallint", "integer", "bigint", "hugeint"), "integer"),
+    **dict.fromkeys(("utinyint", "usmallint", "uinteger", "ubigint"), "integer"),
     **dict.fromkeys(("float", "double", "decimal"), "number"),
     "boolean": "boolean",
 }

@@ -7,7 +7,7 @@ to a :class:`ProgressDisplay`.
 from __future__ import annotations
 
 import threading
-from typing import TextIO
+from typing import Any, TextIO
 
 from tqdm import tqdm
 
@@ -19,7 +19,7 @@ class ProgressDisplay:
 
     def __init__(self, stream: TextIO, tty: bool) -> None:
         self.stream, self.tty = stream, tty
-        self._bars: dict[str, tqdm[None]] = {}
+        self._bars: dict[str, tqdm[Any]] = {}
         self._lock = threading.Lock()
 
     def __call__(self, event: EnrichEvent) -> None:
@@ -45,10 +45,11 @@ class ProgressDisplay:
 
     def _bar(self, event: EnrichEvent) -> None:
         assert event.batch_id is not None
-        bar = self._bars.get(event.batch_id)
-        if bar is None:
-            bar = tqdm(total=event.total or None, file=self.stream, unit="req", leave=True)
-            self._bars[event.batch_id] = bar
+        if event.batch_id not in self._bars:
+            self._bars[event.batch_id] = tqdm(
+                total=event.total or None, file=self.stream, unit="req", leave=True
+            )
+        bar = self._bars[event.batch_id]
         if event.total and bar.total != event.total:
             bar.total = event.total
         bar.n = event.completed + event.failed

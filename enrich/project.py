@@ -195,7 +195,9 @@ def load_settings(root: Path) -> Settings:
         prices=_prices(_table(table, "prices", "[tool.enrich]")),
         batch=_batch(_table(table, "batch", "[tool.enrich]")),
         max_cost_usd=_optional_number(table, "max_cost_usd", "[tool.enrich]"),
-        memory_limit=_string(table, "memory_limit", "") or None if "memory_limit" in table else None,
+        memory_limit=_string(table, "memory_limit", "") or None
+        if "memory_limit" in table
+        else None,
     )
 
 

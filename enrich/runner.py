@@ -136,7 +136,7 @@ def preview(
 
 
 @dataclass(frozen=True)
-class Status:
+class StatusReport:
     """What ``enrich status`` shows: open batches and failed requests per model."""
 
     batches: Table
@@ -157,11 +157,11 @@ GROUP BY ALL ORDER BY model, requests DESC
 """
 
 
-def status(project_dir: str | Path = ".") -> Status:
+def status(project_dir: str | Path = ".") -> StatusReport:
     """Batches not yet collected (as last seen), and failed requests per model and reason."""
     project = load_project(project_dir)
     with _open(project) as db:
-        return Status(db.read_table(_OPEN_BATCHES, 1000), db.read_table(_FAILURES, 1000))
+        return StatusReport(db.read_table(_OPEN_BATCHES, 1000), db.read_table(_FAILURES, 1000))
 
 
 def list_nodes(
