@@ -91,7 +91,7 @@ FAULTS = [
     pytest.param({"null_output_polls": 3}, (10, 0, 0), False, id="output-file-late"),
     pytest.param({"empty_error_file_id": True}, (10, 0, 0), False, id="empty-error-file-id"),
     pytest.param({"wrong_request_counts": True}, (10, 0, 0), False, id="wrong-counts"),
-    pytest.param({"slow_finalizing": 5000.0}, (10, 0, 0), False, id="slow-finalizing"),
+    pytest.param({"slow_finalizing": 600.0}, (10, 0, 0), False, id="slow-finalizing"),
 ]
 
 

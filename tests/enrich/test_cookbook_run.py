@@ -23,7 +23,7 @@ def test_cookbook_examples_build_typed_joinable_tables(cookbook: Env) -> None:
     assert types["categories"] == "VARCHAR[]" and types["summary"] == "VARCHAR"
     assert {"_enrich_model", "_enrich_request_hash", "_enrich_batch_id"} <= set(types)
     joined = cookbook.query(
-        "SELECT count(*), count(categories), count(DISTINCT Series_Title) FROM movies_enriched"
+        "SELECT count(*), count(categories), count(DISTINCT title) FROM movies_enriched"
     )
     assert joined == [(1000, 1000, 999)]  # two films are called "Drishyam"
     captions = cookbook.query("SELECT count(*), count(DISTINCT asin), min(length(caption)) FROM furniture_captions")
