@@ -142,7 +142,7 @@ def setup(folder: Path, rows: int) -> None:
     project, model, db = _open(folder)
     db.execute(SOURCE, [rows])
     shared = batch_requests.plan_rows(db, model, model.enrich)
-    shards = batch_requests.plan_sends(db, model.enrich, shared, project.settings.batch, _now(), False)
+    shards = batch_requests.plan_sends(db, model.enrich, shared, project.settings.batch, "bench", False)
     for shard in shards:
         db.execute(OUTPUTS, [shard.first, shard.last, str(folder / "outputs" / f"{shard.index}.jsonl")])
     db.close()
@@ -186,7 +186,7 @@ def enrich_build(folder: Path, rows: int) -> None:
     spec = model.enrich
     shared = batch_requests.plan_rows(db, model, spec)
     batch_requests.validate_rows(db, spec, project.settings.batch)
-    shards = batch_requests.plan_sends(db, spec, shared, project.settings.batch, _now(), False)
+    shards = batch_requests.plan_sends(db, spec, shared, project.settings.batch, "bench", False)
     for shard in shards:
         batch_requests.write_shard(db, shared, shard, folder / "enrich_in" / f"{shard.index}.jsonl")
     db.close()
@@ -217,18 +217,18 @@ def enrich_load(folder: Path, rows: int) -> float:
     spec = model.enrich
     # Not timed: what a run has done before answers come back (the rows, the ledger's claims).
     shared = batch_requests.plan_rows(db, model, spec)
-    for shard in batch_requests.plan_sends(db, spec, shared, project.settings.batch, _now(), False):
+    for shard in batch_requests.plan_sends(db, spec, shared, project.settings.batch, "bench", False):
         record = ledger.Submission(
             f"bench-{shard.index}", model.name, spec.model, spec.endpoint.url, shard.shard_hash,
             "", None, None, "preparing", shard.lines, shard.tokens, _now(),
         )
-        ledger.start_submission(db, record, (shard.first, shard.last))
+        ledger.start_submission(db, record, (shard.first, shard.last), "bench")
         ledger.record_created(db, record.submission_id, f"batch_{shard.index}", "completed", _now())
     started = time.perf_counter()
     for index in range(len(list((folder / "outputs").glob("*.jsonl")))):
         with db.transaction():  # as a run collects: one batch's files, merged, committed
             batch_results.load_results(db, spec, [folder / "outputs" / f"{index}.jsonl"])
-            batch_results.merge_results(db, spec, f"bench-{index}", _now(), True)
+            batch_results.merge_results(db, spec, f"bench-{index}", _now(), True, "bench")
     with db.transaction():
         batch_results.build_target(db, spec, False)
     seconds = time.perf_counter() - started

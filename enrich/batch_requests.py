@@ -17,7 +17,6 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,8 +89,9 @@ FROM (
 LEFT JOIN _enrich.requests AS q USING (request_hash)
 WHERE q.request_hash IS NULL
    OR (q.status NOT IN ('submitting', 'submitted') AND (
-          (q.answer IS NULL AND q.attempts < ? AND (q.status <> 'failed' OR q.updated_at <= ?))
-       OR (? AND coalesce(q.finished_at, q.updated_at) <= ?)))
+          (q.answer IS NULL AND q.attempts < ?
+           AND (q.status <> 'failed' OR q.run_id IS DISTINCT FROM ?))
+       OR (? AND q.run_id IS DISTINCT FROM ?)))
 """
 
 _TOO_LARGE = """
@@ -126,12 +126,14 @@ FROM enrich_sends WHERE rowid BETWEEN ? AND ?
 
 _COUNTS = """
 SELECT count(*),
-       count(*) FILTER (WHERE q.answer IS NOT NULL AND q.finished_at <= ?),
+       count(*) FILTER (WHERE q.answer IS NOT NULL AND q.run_id IS DISTINCT FROM ?),
        count(*) FILTER (WHERE q.answer IS NOT NULL),
        count(*) FILTER (WHERE q.answer IS NULL AND q.status = 'failed'),
-       coalesce(sum(q.prompt_tokens) FILTER (WHERE q.answer IS NOT NULL), 0),
-       coalesce(sum(q.completion_tokens) FILTER (WHERE q.answer IS NOT NULL), 0)
-FROM enrich_rows AS r LEFT JOIN _enrich.requests AS q USING (request_hash)
+       coalesce(sum(q.prompt_tokens) FILTER (WHERE fresh), 0),
+       coalesce(sum(q.completion_tokens) FILTER (WHERE fresh), 0)
+FROM (
+    SELECT *, answer IS NOT NULL AND run_id = ? AS fresh FROM _enrich.requests
+) AS q RIGHT JOIN enrich_rows AS r USING (request_hash)
 """
 
 
@@ -169,10 +171,10 @@ class Counts:
     """Where a model's rows stand."""
 
     rows: int
-    cached: int  # answered before this run started
+    cached: int  # answered by an earlier run
     succeeded: int
     failed: int
-    prompt_tokens: int
+    prompt_tokens: int  # of the answers this run received
     completion_tokens: int
 
     @property
@@ -313,18 +315,18 @@ def plan_sends(
     spec: EnrichSpec,
     shared: Frame,
     batch: BatchSettings,
-    since: datetime,
+    run_id: str,
     full_refresh: bool,
 ) -> list[Shard]:
     """Fill ``enrich_sends`` with the distinct requests to send now, split into shards.
 
     Sent: requests never seen; those retried after a transient error, while attempts remain;
-    those that failed before `since` (a later run retries them); with `full_refresh`, everything
-    last answered or tried before `since`. Never: requests already in a batch. A request too large
+    those that failed in an earlier run (a later run retries them); with `full_refresh`,
+    everything this run (`run_id`) has not sent yet. Never: requests already in a batch. A request too large
     for a batch file stops the model here, before anything is sent.
     """
     statement = sql.fill(_SENDS, row_part=sql.Raw(spec.endpoint.row_part), row_key=_row_key(spec))
-    db.execute(statement, [shared.overhead, spec.max_attempts, since, full_refresh, since])
+    db.execute(statement, [shared.overhead, spec.max_attempts, run_id, full_refresh, run_id])
     found = db.fetchone(_TOO_LARGE, [batch.max_bytes])
     if found is not None:
         raise ProjectError(
@@ -362,8 +364,8 @@ def shard_bodies(db: Database, shared: Frame, shard: Shard) -> list[tuple[str, d
     return [(str(request_hash), shared.body(str(part))) for request_hash, part in rows]
 
 
-def counts(db: Database, since: datetime) -> Counts:
-    """Rows of ``enrich_rows`` by where their request stands."""
-    row = db.fetchone(_COUNTS, [since])
+def counts(db: Database, run_id: str) -> Counts:
+    """Rows of ``enrich_rows`` by where their request stands; tokens of this run's answers."""
+    row = db.fetchone(_COUNTS, [run_id, run_id])
     values = [int(v or 0) for v in row] if row else [0] * 6
     return Counts(*values)

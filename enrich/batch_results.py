@@ -93,6 +93,7 @@ UPDATE _enrich.requests AS q SET
     completion_tokens = CASE WHEN r.status = 'succeeded' THEN r.completion_tokens
                              ELSE q.completion_tokens END,
     finished_at = CASE WHEN r.status = 'succeeded' THEN ? ELSE q.finished_at END,
+    run_id = ?,
     updated_at = ?
 FROM enrich_results AS r
 WHERE q.request_hash = r.request_hash AND q.submission_id = ? AND q.status = 'submitted'
@@ -103,6 +104,7 @@ UPDATE _enrich.requests SET
     status = CASE WHEN attempts >= ? THEN 'failed' ELSE 'retry' END,
     error_code = 'missing',
     error_message = 'absent from the batch output and error files',
+    run_id = ?,
     updated_at = ?
 WHERE submission_id = ? AND status = 'submitted'
 """
@@ -163,12 +165,12 @@ def _checks(spec: EnrichSpec) -> tuple[sql.Raw, sql.Raw, list[Any]]:
 
 
 def merge_results(
-    db: Database, spec: EnrichSpec, submission_id: str, now: datetime, loaded: bool
+    db: Database, spec: EnrichSpec, submission_id: str, now: datetime, loaded: bool, run_id: str
 ) -> None:
     """Apply ``enrich_results`` (if `loaded`) to a submission's requests; the rest are missing."""
     if loaded:
-        db.execute(_MERGE, [spec.max_attempts, now, now, submission_id])
-    db.execute(_MISSING, [spec.max_attempts, now, submission_id])
+        db.execute(_MERGE, [spec.max_attempts, now, run_id, now, submission_id])
+    db.execute(_MISSING, [spec.max_attempts, run_id, now, submission_id])
 
 
 def build_target(db: Database, spec: EnrichSpec, existed: bool) -> int:

@@ -97,6 +97,7 @@ class _Build:
         self.settings = ctx.project.settings
         self.options = ctx.options
         self.started = ctx.clock()
+        self.run_id = ctx.options.run_id or uuid.uuid4().hex
         self.folder = self.settings.target_path / "enrich" / model.name
         self._client: BatchClient | None = None
         self.batch_ids: list[str] = []
@@ -115,7 +116,7 @@ class _Build:
     def run(self) -> Outcome:
         self.frame = batch_requests.plan_rows(self.db, self.model, self.spec)
         batch_requests.validate_rows(self.db, self.spec, self.settings.batch)
-        before = batch_requests.counts(self.db, self.started)
+        before = batch_requests.counts(self.db, self.run_id)
         if not self.options.dry_run:
             self._recover()
         shards = self._plan()
@@ -155,7 +156,7 @@ class _Build:
             shard.tokens,
             now,
         )
-        ledger.start_submission(self.db, record, (shard.first, shard.last))
+        ledger.start_submission(self.db, record, (shard.first, shard.last), self.run_id)
         ledger.record_created(self.db, submission_id, "preview", "completed", now)
         client = self._api()
         bodies = batch_requests.shard_bodies(self.db, self.frame, shard)
@@ -166,7 +167,9 @@ class _Build:
                 out.write(json.dumps({"custom_id": request_hash, **response}) + "\n")
         with self.db.transaction():
             batch_results.load_results(self.db, self.spec, [path])
-            batch_results.merge_results(self.db, self.spec, submission_id, self.ctx.clock(), True)
+            batch_results.merge_results(
+                self.db, self.spec, submission_id, self.ctx.clock(), True, self.run_id
+            )
             ledger.close(self.db, submission_id, self.ctx.clock())
         path.unlink(missing_ok=True)
 
@@ -176,7 +179,7 @@ class _Build:
             self.spec,
             self.frame,
             self.settings.batch,
-            self.started,
+            self.run_id,
             self.ctx.full_refresh,
         )
 
@@ -243,7 +246,7 @@ class _Build:
             shard.tokens,
             now,
         )
-        ledger.start_submission(self.db, record, (shard.first, shard.last))
+        ledger.start_submission(self.db, record, (shard.first, shard.last), self.run_id)
         self._step("submission_recorded")
         client = self._api()
         file_id = client.upload(path)
@@ -336,7 +339,9 @@ class _Build:
         with self.db.transaction():
             if files:
                 batch_results.load_results(self.db, self.spec, files)
-            batch_results.merge_results(self.db, self.spec, record.submission_id, now, bool(files))
+            batch_results.merge_results(
+                self.db, self.spec, record.submission_id, now, bool(files), self.run_id
+            )
             self._step("half_merged")
             ledger.close(self.db, record.submission_id, now)
         self._step("merged")
@@ -351,7 +356,7 @@ class _Build:
             self._say(f"batch {state.id}: enqueued-token limit reached; resubmitting later")
             return
         failures = _line_failures(Path(record.input_path), state)
-        ledger.fail_lines(self.db, record.submission_id, failures)
+        ledger.fail_lines(self.db, record.submission_id, failures, self.run_id)
         ledger.release(self.db, record.submission_id, now, ran=False)
         described = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in state.errors[:3])
         self._say(f"batch {state.id} failed validation: {described or 'no reason given'}")
@@ -390,7 +395,7 @@ class _Build:
                 self.db.execute(sql.drop("view", self.model.name))
             batch_results.build_target(self.db, self.spec, existed == "base table")
         self._step("target_built")
-        after = batch_requests.counts(self.db, self.started)
+        after = batch_requests.counts(self.db, self.run_id)
         price = costs.price_for(self.spec.model, self.settings.prices)
         spent = (
             None
@@ -412,7 +417,7 @@ class _Build:
         }
         ledger.record_run(
             self.db,
-            self.options.run_id,
+            self.run_id,
             self.model.name,
             [self.started, self.ctx.clock(), *[extra[k] for k in _RUN_FIGURES]],
         )

@@ -58,6 +58,7 @@ def _create_requests(db: Database) -> None:
             prompt_tokens BIGINT,
             completion_tokens BIGINT,
             estimated_tokens BIGINT,
+            run_id VARCHAR,  -- the run that last sent or classified it
             updated_at TIMESTAMP,
             finished_at TIMESTAMP  -- when the answer in `answer` arrived
         )
@@ -182,7 +183,7 @@ _CLAIM_KNOWN = (
     """
 UPDATE _enrich.requests AS q SET
     node = ?, row_key = s.row_key, status = 'submitting', submission_id = ?, batch_id = NULL,
-    estimated_tokens = s.tokens, updated_at = ?
+    estimated_tokens = s.tokens, run_id = ?, updated_at = ?
 FROM """
     + _SHARD_ROWS
     + """ AS s
@@ -193,8 +194,8 @@ WHERE q.request_hash = s.request_hash
 _CLAIM_NEW = (
     """
 INSERT INTO _enrich.requests (request_hash, node, endpoint, model, row_key, status, attempts,
-                              submission_id, estimated_tokens, updated_at)
-SELECT s.request_hash, ?, ?, ?, s.row_key, 'submitting', 0, ?, s.tokens, ?
+                              submission_id, estimated_tokens, run_id, updated_at)
+SELECT s.request_hash, ?, ?, ?, s.row_key, 'submitting', 0, ?, s.tokens, ?, ?
 FROM """
     + _SHARD_ROWS
     + """ AS s
@@ -210,7 +211,9 @@ WHERE submission_id = ? AND status IN ('submitting', 'submitted')
 """
 
 
-def start_submission(db: Database, submission: Submission, rows: tuple[int, int]) -> None:
+def start_submission(
+    db: Database, submission: Submission, rows: tuple[int, int], run_id: str
+) -> None:
     """Record a shard and claim its requests (rows of ``enrich_sends``) before anything is
     uploaded."""
     s = submission
@@ -234,8 +237,8 @@ def start_submission(db: Database, submission: Submission, rows: tuple[int, int]
                 s.created_at,
             ],
         )
-        db.execute(_CLAIM_KNOWN, [s.node, s.submission_id, s.created_at, *rows])
-        params = [s.node, s.endpoint, s.model, s.submission_id, s.created_at, *rows]
+        db.execute(_CLAIM_KNOWN, [s.node, s.submission_id, run_id, s.created_at, *rows])
+        params = [s.node, s.endpoint, s.model, s.submission_id, run_id, s.created_at, *rows]
         db.execute(_CLAIM_NEW, params)
 
 
@@ -293,13 +296,15 @@ def release(db: Database, submission_id: str, now: datetime, ran: bool) -> None:
         close(db, submission_id, now)
 
 
-def fail_lines(db: Database, submission_id: str, failures: list[tuple[str, str, str]]) -> None:
+def fail_lines(
+    db: Database, submission_id: str, failures: list[tuple[str, str, str]], run_id: str
+) -> None:
     """Mark requests the API rejected at validation: (request_hash, code, message) each."""
     for request_hash, code, message in failures:
         db.execute(
-            "UPDATE _enrich.requests SET status = 'failed', error_code = ?, error_message = ?"
-            " WHERE request_hash = ? AND submission_id = ?",
-            [code, message, request_hash, submission_id],
+            "UPDATE _enrich.requests SET status = 'failed', error_code = ?, error_message = ?,"
+            " run_id = ? WHERE request_hash = ? AND submission_id = ?",
+            [code, message, run_id, request_hash, submission_id],
         )
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from enrich.results import RunResult
 
-from .conftest import NOTES, Env, node, start_env, submitted
+from .conftest import NOTES, Env, Limits, node, start_env, submitted
 
 
 def executed(env: Env) -> Counter[str]:
@@ -188,3 +188,25 @@ def test_an_interruption_at_any_step_never_sends_a_request_twice(notes: Env, ste
     assert sum(executed(notes).values()) == 4 and max(executed(notes).values()) == 1
     leftover = notes.query("SELECT count(*) FROM _enrich.batches WHERE collected_at IS NULL")
     assert leftover == [(0,)]
+
+
+def test_a_batch_refused_at_validation_names_the_keys_of_its_lines(tmp_path: Any) -> None:
+    for env in start_env(tmp_path, NOTES, limits=Limits(models=("gpt-4o",))):
+        result = env.run()
+
+        assert figures(result) == (0, 5, 0)
+        failures = env.query(
+            "SELECT row_key, error_code, attempts FROM _enrich.requests ORDER BY row_key"
+        )
+        assert [f[1] for f in failures] == ["model_not_found"] * 4
+        assert failures[0][0] == '{"id":1}' and {f[2] for f in failures} == {1}
+        assert env.received() == []
+        assert any("failed validation: model_not_found" in e.message for e in env.events)
+
+
+def test_uploaded_request_files_are_deleted_once_collected(notes: Env) -> None:
+    notes.run()
+
+    left = notes.server.engine.list_files(None, "desc", 100, None)["data"]
+    assert [f["purpose"] for f in left] == ["batch_output"]
+    assert not list((notes.root / "target" / "enrich").rglob("*.jsonl"))
