@@ -112,6 +112,15 @@ class Database:
             config["preserve_insertion_order"] = False
         try:
             return cls(duckdb.connect(target, config=config), target)
+        except duckdb.IOException as err:
+            if "Could not set lock" not in str(err):
+                raise ExecutionError(f"cannot open the DuckDB database {target}: {err}") from err
+            holder = str(err).split("Conflicting lock is held in", 1)[-1].split(". See", 1)[0]
+            raise ExecutionError(
+                f"{target} is in use by another process ({holder.strip()}), probably another "
+                "enrich run: wait for it to finish and run again; batches it submitted are "
+                "collected by the next run, never sent twice"
+            ) from err
         except duckdb.Error as err:
             raise ExecutionError(
                 f"cannot open the DuckDB database {target}: {err}; "

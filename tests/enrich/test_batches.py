@@ -1,4 +1,7 @@
-"""Following batches: waiting, collecting later, shards and waves, and the faults the API has."""
+"""Following batches: waiting, collecting later, shards and waves, retries, interruptions.
+
+The faults the API injects, one by one, are in tests/reliability/test_fault_matrix.py.
+"""
 
 from __future__ import annotations
 
@@ -59,58 +62,6 @@ def test_shards_respect_the_line_limit_and_waves_the_token_budget(tmp_path: Any)
         assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:]))
 
 
-def test_an_expired_batch_keeps_what_finished_and_resends_the_rest(tmp_path: Any) -> None:
-    files = dict(NOTES)
-    files["seeds/notes.csv"] = "id,body,topic\n" + "".join(f"{i},Note number {i}.,misc\n" for i in range(1, 11))
-    for env in start_env(tmp_path, files):
-        env.faults(expire_after_fraction=0.4)
-        result = env.run(wait=False)
-        env.clock.advance(90_000)
-        env.faults(expire_after_fraction=None)
-        result = env.run()
-
-        assert figures(result) == (10, 0, 0)
-        reasons = env.query("SELECT count(*) FROM _enrich.requests WHERE attempts = 2")
-        assert reasons == [(6,)]  # 40% kept from the first batch, 60% sent again
-        assert max(executed(env).values()) == 1 and len(executed(env)) == 10
-
-
-TEN_NOTES = "id,body,topic\n" + "".join(f"{i},Note number {i}.,misc\n" for i in range(1, 11))
-
-# Each fault hits 30% of a batch's lines (3 of 10); what the rows end as, and whether the
-# affected lines are sent again in the same run.
-FAULTS = [
-    pytest.param({"fail_fraction": 0.3, "fail_status": 500}, (10, 0, 0), True, id="http-500"),
-    pytest.param({"fail_fraction": 0.3, "fail_status": 429}, (10, 0, 0), True, id="http-429"),
-    pytest.param({"timeout_fraction": 0.3}, (10, 0, 0), True, id="request-timeout"),
-    pytest.param({"status_zero_fraction": 0.3}, (10, 0, 0), True, id="status-0"),
-    pytest.param({"malformed_output_line": True}, (10, 0, 0), False, id="malformed-line"),
-    pytest.param({"fail_fraction": 0.3, "fail_status": 400}, (7, 3, 0), False, id="http-400"),
-    pytest.param({"truncated_fraction": 0.3}, (7, 3, 0), False, id="truncated"),
-    pytest.param({"refusal_fraction": 0.3}, (7, 3, 0), False, id="refusal"),
-    pytest.param({"null_output_polls": 3}, (10, 0, 0), False, id="output-file-late"),
-    pytest.param({"empty_error_file_id": True}, (10, 0, 0), False, id="empty-error-file-id"),
-    pytest.param({"wrong_request_counts": True}, (10, 0, 0), False, id="wrong-counts"),
-    pytest.param({"slow_finalizing": 600.0}, (10, 0, 0), False, id="slow-finalizing"),
-]
-
-
-@pytest.mark.parametrize(("faults", "expected", "resent"), FAULTS)
-def test_line_faults_end_in_the_expected_rows(
-    tmp_path: Any, faults: dict[str, Any], expected: tuple[int, int, int], resent: bool
-) -> None:
-    for env in start_env(tmp_path, NOTES | {"seeds/notes.csv": TEN_NOTES}):
-        env.faults(**faults)
-
-        result = env.run()
-
-        assert figures(result) == expected
-        assert (len(node(result, "note_labels").extra["batch_ids"]) > 1) == resent
-        assert env.query("SELECT count(*) FROM note_labels") == [(expected[0],)]
-        if not resent:
-            assert sum(executed(env).values()) == 10  # nothing ran twice
-
-
 def test_failed_rows_are_retried_by_later_runs_up_to_max_attempts(notes: Env) -> None:
     notes.faults(truncated_fraction=1.0)
     attempts = [submitted(notes.run(), "note_labels") for _ in range(4)]
@@ -144,18 +95,6 @@ def test_the_token_limit_on_a_wave_waits_and_resubmits(notes: Env) -> None:
     assert len(node(result, "note_labels").extra["batch_ids"]) == 2
     assert any("enqueued-token limit" in e.message for e in notes.events)
     assert sum(executed(notes).values()) == 4
-
-
-def test_a_batch_that_disappears_stops_with_a_clear_message_and_keeps_state(notes: Env) -> None:
-    notes.faults(disappear_after_polls=1)
-
-    result = notes.run()
-
-    failure = node(result, "note_labels")
-    assert failure.status == "error"
-    assert "is not found at" in failure.message and "another API key" in failure.message
-    assert "sk-test" not in failure.message
-    assert notes.query("SELECT count(*) FROM _enrich.batches WHERE collected_at IS NULL") == [(1,)]
 
 
 def test_an_http_error_mid_run_is_resumed_by_the_next_run(notes: Env) -> None:
