@@ -322,8 +322,8 @@ def plan_sends(
 
     Sent: requests never seen; those retried after a transient error, while attempts remain;
     those that failed in an earlier run (a later run retries them); with `full_refresh`,
-    everything this run (`run_id`) has not sent yet. Never: requests already in a batch. A request too large
-    for a batch file stops the model here, before anything is sent.
+    everything this run (`run_id`) has not sent yet. Never: requests already in a batch.
+    A request too large for a batch file stops the model here, before anything is sent.
     """
     statement = sql.fill(_SENDS, row_part=sql.Raw(spec.endpoint.row_part), row_key=_row_key(spec))
     db.execute(statement, [shared.overhead, spec.max_attempts, run_id, full_refresh, run_id])

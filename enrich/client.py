@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx2  # the SDK's HTTP transport: a streamed download can fail outside the SDK's calls
 import openai
 
 from .errors import ApiError
@@ -166,6 +167,11 @@ class BatchClient:
             yield
         except openai.OpenAIError as err:
             raise _api_error(err, doing, self.base_url, batch_id) from err
+        except httpx2.TransportError as err:  # e.g. the connection dropped mid-download
+            raise ApiError(
+                f"the connection to {self.base_url} failed while {doing} "
+                f"({err.__class__.__name__}); run again: nothing sent is lost"
+            ) from err
 
 
 def _state(batch: Any) -> BatchState:

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -17,7 +18,7 @@ from starlette.datastructures import UploadFile
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from .engine import Engine
@@ -171,7 +172,21 @@ async def _delete_file(engine: Engine, request: Request) -> Response:
 
 async def _file_content(engine: Engine, request: Request) -> Response:
     path = await run_in_threadpool(engine.file_content, request.path_params["file_id"])
+    if engine.take_reset_download():
+        return _cut_short(path)
     return FileResponse(path, media_type="application/octet-stream")
+
+
+def _cut_short(path: Path) -> Response:
+    """Announce the whole file, send half, then drop the connection (a reset mid-download)."""
+    data = path.read_bytes()
+
+    async def half() -> AsyncIterator[bytes]:
+        yield data[: len(data) // 2]
+        raise ConnectionResetError("injected fault: connection reset mid-download")
+
+    headers = {"content-length": str(len(data))}
+    return StreamingResponse(half(), media_type="application/octet-stream", headers=headers)
 
 
 async def _create_batch(engine: Engine, request: Request) -> Response:

@@ -60,6 +60,7 @@ class Faults:
     token_limit_batches: int = 0  # the next N batches fail with token_limit_exceeded
     http_error_calls: int = 0  # the next N HTTP calls (any endpoint) answer `http_error_status`
     http_error_status: int = 500
+    reset_downloads: int = 0  # the next N file downloads stop halfway: the connection drops
     null_output_polls: int = 0  # a completed batch shows output_file_id null for N retrieves
     empty_error_file_id: bool = False  # "" instead of null when there is no error file
     malformed_output_line: bool = False  # one unparseable line in the output file

@@ -83,6 +83,16 @@ class Engine:
             )
             return self.faults.http_error_status
 
+    def take_reset_download(self) -> bool:
+        """Whether the current download should stop halfway (a pending reset fault)."""
+        with self._lock:
+            if self.faults.reset_downloads <= 0:
+                return False
+            self.faults = dataclasses.replace(
+                self.faults, reset_downloads=self.faults.reset_downloads - 1
+            )
+            return True
+
     # Files
 
     def upload(

@@ -160,3 +160,18 @@ def test_a_server_that_is_down_loses_nothing_and_is_caught_up_with(tmp_path: Pat
         result = back.run()
         assert figures(result) == (10, 0, 0) and submitted(result, "note_labels") == 0
         assert len(back.received()) == 10
+
+
+def test_a_connection_reset_mid_download_is_resumed_by_the_next_run(tmp_path: Path) -> None:
+    for env in start_env(tmp_path, FILES):
+        env.run(wait=False)
+        env.clock.advance(60)
+        env.faults(reset_downloads=1)
+
+        cut = node(env.run(), "note_labels")
+        assert cut.status == "error"
+        assert "failed while downloading file" in cut.message and "nothing sent is lost" in cut.message
+
+        result = env.run()
+        assert figures(result) == (10, 0, 0) and submitted(result, "note_labels") == 0
+        assert max(executed(env).values()) == 1
