@@ -123,7 +123,9 @@ class _Build:
         self._step("planned")
         plan = self._estimate(before, shards)
         if self.options.dry_run:
-            return Outcome(None, "dry run: " + plan.describe(), {"dry_run": True, **_plan(plan)})
+            return Outcome(
+                None, "dry run: " + plan.describe(), {"dry_run": True, **_dry_run_figures(plan)}
+            )
         self._check_cost(plan)
         if self.ctx.full_refresh and shards:
             self._say(f"full refresh: re-sending {plan.requests} requests")
@@ -485,7 +487,7 @@ def _respond(client: BatchClient, url: str, body: dict[str, Any]) -> dict[str, A
     return {"response": {"status_code": 200, "body": answer}, "error": None}
 
 
-def _plan(plan: Plan) -> dict[str, Any]:
+def _dry_run_figures(plan: Plan) -> dict[str, Any]:
     return {
         "rows": plan.rows,
         "rows_cached": plan.cached,
