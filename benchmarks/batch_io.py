@@ -135,7 +135,7 @@ def setup(folder: Path, rows: int) -> None:
     (folder / "models").mkdir(parents=True)
     (folder / "models" / "movie_categories.sql").write_text(MODEL_SQL)
     (folder / "pyproject.toml").write_text(
-        '[tool.enrich]\ndatabase = "bench.duckdb"\nmemory_limit = "400MB"\n\n'
+        '[tool.enrich]\ndatabase = "bench.duckdb"\nmemory_limit = "300MB"\n\n'
         "[tool.enrich.batch]\nenqueued_tokens = 1000000000\n"
     )
     (folder / "outputs").mkdir()

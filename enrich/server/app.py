@@ -77,6 +77,9 @@ def _guard(engine: Engine) -> Callable[[Request, Any], Awaitable[Response]]:
                     "invalid_api_key",
                 )
             )
+        stall = engine.take_stall()
+        if stall:
+            await asyncio.sleep(stall)  # a client with a shorter timeout gives up first
         status = engine.take_http_fault()
         if status is not None:
             fault = ApiError(status, f"Injected fault: HTTP {status}.", None, "injected_fault")

@@ -61,6 +61,8 @@ class Faults:
     http_error_calls: int = 0  # the next N HTTP calls (any endpoint) answer `http_error_status`
     http_error_status: int = 500
     reset_downloads: int = 0  # the next N file downloads stop halfway: the connection drops
+    stall_calls: int = 0  # the next N HTTP calls answer only after `stall_seconds` (wall clock)
+    stall_seconds: float = 30.0
     null_output_polls: int = 0  # a completed batch shows output_file_id null for N retrieves
     empty_error_file_id: bool = False  # "" instead of null when there is no error file
     malformed_output_line: bool = False  # one unparseable line in the output file

@@ -83,6 +83,14 @@ class Engine:
             )
             return self.faults.http_error_status
 
+    def take_stall(self) -> float:
+        """Seconds the current call should wait before answering (a pending stall fault)."""
+        with self._lock:
+            if self.faults.stall_calls <= 0:
+                return 0.0
+            self.faults = dataclasses.replace(self.faults, stall_calls=self.faults.stall_calls - 1)
+            return self.faults.stall_seconds
+
     def take_reset_download(self) -> bool:
         """Whether the current download should stop halfway (a pending reset fault)."""
         with self._lock:

@@ -8,6 +8,7 @@ ran twice on the server unless the API itself lost its answer (a retried line).
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,6 +173,22 @@ def test_a_connection_reset_mid_download_is_resumed_by_the_next_run(tmp_path: Pa
         assert cut.status == "error"
         assert "failed while downloading file" in cut.message and "nothing sent is lost" in cut.message
 
+        result = env.run()
+        assert figures(result) == (10, 0, 0) and submitted(result, "note_labels") == 0
+        assert max(executed(env).values()) == 1
+
+
+def test_a_call_that_times_out_stops_the_model_and_the_next_run_carries_on(tmp_path: Path) -> None:
+    for env in start_env(tmp_path, FILES):
+        env.run(wait=False)
+        env.faults(stall_calls=1, stall_seconds=1.0)  # the server answers after 1 s…
+        api = dataclasses.replace(env.options().api, timeout=0.2)  # …the client waits 0.2 s
+
+        timed_out = node(env.run(api=api), "note_labels")
+        assert timed_out.status == "error"
+        assert "cannot reach" in timed_out.message and "APITimeoutError" in timed_out.message
+
+        env.clock.advance(60)
         result = env.run()
         assert figures(result) == (10, 0, 0) and submitted(result, "note_labels") == 0
         assert max(executed(env).values()) == 1
