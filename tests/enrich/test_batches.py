@@ -97,19 +97,6 @@ def test_the_token_limit_on_a_wave_waits_and_resubmits(notes: Env) -> None:
     assert sum(executed(notes).values()) == 4
 
 
-def test_an_http_error_mid_run_is_resumed_by_the_next_run(notes: Env) -> None:
-    notes.run(wait=False)
-    notes.faults(http_error_calls=1, http_error_status=503)
-
-    broken = notes.run()
-    assert node(broken, "note_labels").status == "error"
-    assert "answered 503" in node(broken, "note_labels").message
-
-    fixed = notes.run()
-    assert figures(fixed) == (5, 0, 0) and submitted(fixed, "note_labels") == 0
-    assert sum(executed(notes).values()) == 4
-
-
 @pytest.mark.parametrize("step", ["submission_recorded", "uploaded", "upload_recorded", "created",
                                   "created_recorded", "state_recorded", "downloaded", "half_merged",
                                   "merged", "target_built"])

@@ -192,3 +192,17 @@ def test_a_call_that_times_out_stops_the_model_and_the_next_run_carries_on(tmp_p
         result = env.run()
         assert figures(result) == (10, 0, 0) and submitted(result, "note_labels") == 0
         assert max(executed(env).values()) == 1
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_an_http_error_on_a_call_mid_run_is_resumed_by_the_next_run(tmp_path: Path, status: int) -> None:
+    for env in start_env(tmp_path, FILES):
+        env.run(wait=False)
+        env.faults(http_error_calls=1, http_error_status=status)
+
+        broken = node(env.run(), "note_labels")
+        assert broken.status == "error" and f"answered {status}" in broken.message
+
+        fixed = env.run()
+        assert figures(fixed) == (10, 0, 0) and submitted(fixed, "note_labels") == 0
+        assert sum(executed(env).values()) == 10
