@@ -13,13 +13,16 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import httpx2  # the SDK's HTTP transport: a streamed download can fail outside the SDK's calls
-import openai
+from typing import TYPE_CHECKING, Any
 
 from .errors import ApiError
 from .server.replies import Reply, error_reply
+
+if TYPE_CHECKING:
+    import openai
+
+# The SDK is imported when first needed (it takes most of a second), so commands that never
+# talk to an API start fast. It is still imported nowhere but here.
 
 DEFAULT_TIMEOUT = 600.0
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
@@ -71,6 +74,8 @@ def make_client(
     strict: bool = False,
 ) -> openai.OpenAI:
     """An SDK client; None falls back to the SDK's own OPENAI_BASE_URL / OPENAI_API_KEY handling."""
+    import openai
+
     return openai.OpenAI(
         base_url=base_url,
         api_key=api_key,
@@ -148,6 +153,8 @@ class BatchClient:
 
     def delete_file(self, file_id: str) -> None:
         """Delete an uploaded file that is no longer needed; a file already gone is fine."""
+        import openai
+
         try:
             self._sdk.files.delete(file_id)
         except openai.NotFoundError:
@@ -163,6 +170,9 @@ class BatchClient:
 
     @contextmanager
     def _calling(self, doing: str, batch_id: str | None = None) -> Iterator[None]:
+        import httpx2  # the SDK's transport: a streamed download can fail outside its calls
+        import openai
+
         try:
             yield
         except openai.OpenAIError as err:
@@ -197,6 +207,8 @@ def _state(batch: Any) -> BatchState:
 def _api_error(
     err: openai.OpenAIError, doing: str, base_url: str, batch_id: str | None = None
 ) -> ApiError:
+    import openai
+
     if isinstance(err, openai.AuthenticationError):
         return ApiError(
             f"{base_url} rejected the API key while {doing} (401); check OPENAI_API_KEY",
@@ -228,6 +240,8 @@ def forwarder(
     client = make_client(base_url, api_key or "none")
 
     def respond(url: str, body: Mapping[str, Any], now: float) -> Reply:
+        import openai
+
         path = url.removeprefix("/v1")
         try:
             answer = client.post(path, body=dict(body), cast_to=object)
