@@ -144,20 +144,7 @@ class _Build:
         submission_id = "preview-" + uuid.uuid4().hex
         now = self.ctx.clock()
         path = self.folder / f"{submission_id}-output.jsonl"
-        record = ledger.Submission(
-            submission_id,
-            self.model.name,
-            self.spec.model,
-            self.spec.endpoint.url,
-            shard.shard_hash,
-            str(path),
-            None,
-            None,
-            "preview",
-            shard.lines,
-            shard.tokens,
-            now,
-        )
+        record = self._record(submission_id, shard, path, "preview", now)
         ledger.start_submission(self.db, record, (shard.first, shard.last), self.run_id)
         ledger.record_created(self.db, submission_id, "preview", "completed", now)
         client = self._api()
@@ -233,21 +220,7 @@ class _Build:
             self.db, self.frame, shard, self.folder / f"{submission_id}.jsonl"
         )
         self._step("shard_written")
-        now = self.ctx.clock()
-        record = ledger.Submission(
-            submission_id,
-            self.model.name,
-            self.spec.model,
-            self.spec.endpoint.url,
-            shard.shard_hash,
-            str(path),
-            None,
-            None,
-            "preparing",
-            shard.lines,
-            shard.tokens,
-            now,
-        )
+        record = self._record(submission_id, shard, path, "preparing", self.ctx.clock())
         ledger.start_submission(self.db, record, (shard.first, shard.last), self.run_id)
         self._step("submission_recorded")
         client = self._api()
@@ -262,6 +235,25 @@ class _Build:
         self.batch_ids.append(state.id)
         self.submitted += shard.lines
         self._report(state, f"submitted {shard.lines} requests")
+
+    def _record(
+        self, submission_id: str, shard: Shard, path: Path, status: str, now: datetime
+    ) -> ledger.Submission:
+        """A shard as the ledger records it before it is sent."""
+        return ledger.Submission(
+            submission_id,
+            self.model.name,
+            self.spec.model,
+            self.spec.endpoint.url,
+            shard.shard_hash,
+            str(path),
+            None,
+            None,
+            status,
+            shard.lines,
+            shard.tokens,
+            now,
+        )
 
     def _metadata(self, record: ledger.Submission) -> dict[str, str]:
         return {

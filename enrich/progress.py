@@ -1,7 +1,7 @@
 """Showing enrich models at work: a progress bar per batch on a terminal, else one line per change.
 
-The only module that imports tqdm. The library reports :class:`EnrichEvent`s; the CLI hands them
-to a :class:`ProgressDisplay`.
+Part of the command line: the library reports :class:`EnrichEvent`s and the CLI hands them to a
+:class:`ProgressDisplay` writing to its stderr. The only module that imports tqdm.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ class ProgressDisplay:
         counts = ""
         if event.total:
             counts = f" ({event.completed}/{event.total} done, {event.failed} failed)"
-        print(f"  {where}: {event.message}{counts}", file=self.stream, flush=True)
+        self.stream.write(f"  {where}: {event.message}{counts}\n")
+        self.stream.flush()
 
     def _bar(self, event: EnrichEvent) -> None:
         assert event.batch_id is not None
