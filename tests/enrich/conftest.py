@@ -6,7 +6,6 @@ move exactly as far as the run waited and no test sleeps on the wall clock.
 
 from __future__ import annotations
 
-import json
 import shutil
 import textwrap
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from enrich.client import ApiConfig
 from enrich.db import Database
 from enrich.materializations import EnrichEvent, EnrichOptions
 from enrich.results import NodeResult, RunResult
-from enrich.server import Faults, Limits, ManualClock, Running, ServerConfig, serve_in_thread
+from enrich.server import ManualClock, Running, ServerConfig, serve_in_thread
 
 API_KEY = "sk-test-enrich-0123456789abcdef"
 REPO = Path(__file__).resolve().parents[2]
@@ -144,14 +143,3 @@ def cookbook(tmp_path: Path) -> Iterator[Env]:
     files = {str(p.relative_to(root)): p.read_text(encoding="utf-8") for p in root.rglob("*") if p.is_file()}
     shutil.rmtree(root)
     yield from start_env(tmp_path, files)
-
-
-def custom_ids(lines: list[dict[str, Any]]) -> list[str]:
-    return [line["custom_id"] for line in lines if line.get("batch_id")]
-
-
-def as_json(value: str) -> Any:
-    return json.loads(value)
-
-
-__all__ = ["Faults", "Limits"]

@@ -12,7 +12,9 @@ import pytest
 
 from enrich.results import RunResult
 
-from .conftest import NOTES, Env, Limits, node, start_env, submitted
+from enrich.server import Limits
+
+from .conftest import NOTES, Env, node, start_env, submitted
 
 
 def executed(env: Env) -> Counter[str]:
