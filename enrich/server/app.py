@@ -42,6 +42,7 @@ def create_app(engine: Engine, tick_every: float | None = 0.2) -> Starlette:
         Route("/v1/batches/{batch_id}/cancel", _with(engine, _cancel_batch), methods=["POST"]),
         Route("/v1/chat/completions", _with(engine, _respond), methods=["POST"]),
         Route("/v1/embeddings", _with(engine, _respond), methods=["POST"]),
+        Route("/v1/responses", _with(engine, _respond), methods=["POST"]),
     ]
     middleware = [Middleware(BaseHTTPMiddleware, dispatch=_guard(engine))]
 

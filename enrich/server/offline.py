@@ -31,6 +31,8 @@ def respond(url: str, body: Mapping[str, Any], now: float) -> Reply:
         return _chat(body, now)
     if url.endswith("/embeddings"):
         return _embeddings(body)
+    if url.endswith("/responses"):
+        return _responses(body, now)
     return error_reply(404, f"the offline responder does not serve {url}", None, "unknown_url")
 
 
@@ -66,6 +68,72 @@ def _chat(body: Mapping[str, Any], now: float) -> Reply:
             "system_fingerprint": "fp_enrich_offline",
         },
     )
+
+
+def _responses(body: Mapping[str, Any], now: float) -> Reply:
+    """A Responses API answer: the same content as chat, in ``output[].content[]``."""
+    source = body.get("input")
+    items = [{"role": "user", "content": source}] if isinstance(source, str) else source
+    if not isinstance(items, list) or not items:
+        return error_reply(400, "Missing required parameter: 'input'.", "input", None)
+    text, images = _inputs([_as_chat(item) for item in items if isinstance(item, Mapping)])
+    spec = (body.get("text") or {}).get("format") if isinstance(body.get("text"), Mapping) else None
+    response_format = {"type": "json_schema", "json_schema": spec} if _is_schema(spec) else spec
+    content = _content(response_format, text, images)
+    limit = body.get("max_output_tokens")
+    cap = limit if isinstance(limit, int) else None
+    incomplete = cap is not None and tokens.estimate_text(content) > cap
+    if cap is not None and incomplete:
+        content = content[: cap * tokens.CHARS_PER_TOKEN]
+    prompt, completion = tokens.estimate_prompt(body), tokens.estimate_text(content)
+    digest = _digest(json.dumps(body, sort_keys=True))
+    message = {"type": "output_text", "text": content, "annotations": []}
+    return Reply(
+        200,
+        {
+            "id": f"resp_{digest[:24]}",
+            "object": "response",
+            "created_at": int(now),
+            "status": "incomplete" if incomplete else "completed",
+            "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
+            "model": body["model"],
+            "output": [
+                {
+                    "type": "message",
+                    "id": f"msg_{digest[24:48]}",
+                    "status": "completed",
+                    "role": "assistant",
+                    "content": [message],
+                }
+            ],
+            "usage": {
+                "input_tokens": prompt,
+                "output_tokens": completion,
+                "total_tokens": prompt + completion,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens_details": {"reasoning_tokens": 0},
+            },
+        },
+    )
+
+
+def _as_chat(item: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A Responses input item as a chat message, so both read the same way."""
+    content = item.get("content")
+    if not isinstance(content, list):
+        return item
+    parts = [
+        {"type": "image_url", "image_url": {"url": p.get("image_url")}}
+        if p.get("type") == "input_image"
+        else {"type": "text", "text": p.get("text", "")}
+        for p in content
+        if isinstance(p, Mapping)
+    ]
+    return {"role": item.get("role"), "content": parts}
+
+
+def _is_schema(spec: Any) -> bool:
+    return isinstance(spec, Mapping) and spec.get("type") == "json_schema"
 
 
 def _usage(prompt: int, completion: int) -> dict[str, Any]:

@@ -202,3 +202,29 @@ def test_embeddings_land_in_a_float_list_column(tmp_path) -> None:
             "SELECT any_value(typeof(embedding)), min(len(embedding)) FROM note_labels"
         )
         assert kind == "FLOAT[]" and length > 10
+
+
+def test_the_responses_endpoint_is_one_more_mapping(tmp_path) -> None:
+    files = dict(NOTES)
+    files["models/note_labels.sql"] = (
+        "{{ config(materialized='enrich', unique_key='id', endpoint='/v1/responses',"
+        " system_prompt='Label the note.',"
+        " output={'label': ['pets', 'weather', 'markets', 'other'], 'score': 'DOUBLE'}) }}\n"
+        "select id, body as prompt, 'https://example.com/' || id || '.png' as image_url"
+        " from {{ ref('notes') }}"
+    )
+    for env in start_env(tmp_path, files):
+        env.run(wait=False)
+        [uploaded] = env.server.engine.list_files(None, "desc", 10, None)["data"]
+        body = json.loads(env.server.engine.file_content(uploaded["id"]).read_text().splitlines()[0])["body"]
+        assert body["text"]["format"]["type"] == "json_schema" and body["text"]["format"]["strict"]
+        system, user = body["input"]
+        assert system == {"role": "system", "content": "Label the note."}
+        assert [p["type"] for p in user["content"]] == ["input_text", "input_image"]
+
+        env.clock.advance(60)
+        result = env.run()
+
+        assert node(result, "note_labels").extra["rows_succeeded"] == 5
+        rows = env.query("SELECT label::VARCHAR, score FROM note_labels")
+        assert all(label in ("pets", "weather", "markets", "other") for label, _ in rows)
