@@ -206,7 +206,7 @@ WHERE NOT EXISTS (SELECT 1 FROM _enrich.requests AS q WHERE q.request_hash = s.r
 _RELEASE = """
 UPDATE _enrich.requests SET
     status = CASE WHEN answer IS NULL THEN 'retry' ELSE 'succeeded' END,
-    attempts = attempts - ?, updated_at = ?
+    attempts = greatest(attempts - ?, 0), updated_at = ?
 WHERE submission_id = ? AND status IN ('submitting', 'submitted')
 """
 
@@ -289,10 +289,6 @@ def release(db: Database, submission_id: str, now: datetime, ran: bool) -> None:
     """
     with db.transaction():
         db.execute(_RELEASE, [0 if ran else 1, now, submission_id])
-        db.execute(
-            "UPDATE _enrich.requests SET attempts = 0 WHERE submission_id = ? AND attempts < 0",
-            [submission_id],
-        )
         close(db, submission_id, now)
 
 

@@ -129,6 +129,8 @@ def preview(
         try:
             return enrichment.preview(model, ctx, limit)
         except ExecutionError as err:
+            if "does not exist" not in str(err):
+                raise
             raise ExecutionError(
                 f"{model.path}: {err}\nbuild what it reads first: enrich run -s +{name} "
                 f"--exclude {name}"
