@@ -78,50 +78,68 @@ _TOO_MANY_TOKENS = """
 SELECT {row_key}, count(*) OVER (), tokens FROM enrich_rows WHERE tokens > ? ORDER BY 1 LIMIT 1
 """
 
+# What to send: one row per distinct request (when rows repeat a request, the row with the
+# smallest key stands for it), less those the ledger says are answered, in a batch or out of
+# attempts. An anti join keeps the ledger's columns out of reach of the model's key names.
 _SENDS = """
 CREATE OR REPLACE TEMP TABLE enrich_sends AS
-SELECT w.*, strlen(w.part) + ? AS line_bytes
-FROM (
-    SELECT request_hash, any_value(tokens) AS tokens, min({row_key}) AS row_key,
-           any_value({row_part}) AS part
-    FROM enrich_rows GROUP BY request_hash
-) AS w
-LEFT JOIN _enrich.requests AS q USING (request_hash)
-WHERE q.request_hash IS NULL
-   OR (q.status NOT IN ('submitting', 'submitted') AND (
-          (q.answer IS NULL AND q.attempts < ?
-           AND (q.status <> 'failed' OR q.run_id IS DISTINCT FROM ?))
-       OR (? AND q.run_id IS DISTINCT FROM ?)))
+SELECT request_hash, tokens, {row_key} AS row_key, {row_part} AS part,
+       strlen(part) + ? AS line_bytes
+FROM enrich_rows
+ANTI JOIN (
+    SELECT request_hash FROM _enrich.requests AS q
+    WHERE q.status IN ('submitting', 'submitted')
+       OR NOT ((q.answer IS NULL AND q.attempts < ?
+                AND (q.status <> 'failed' OR q.run_id IS DISTINCT FROM ?))
+               OR (? AND q.run_id IS DISTINCT FROM ?))
+) USING (request_hash)
+WHERE {first_of_its_request}
 """
+
+_REPEATS = "SELECT count(*) > count(DISTINCT request_hash) FROM enrich_rows"
+
+_FIRST_OF_ITS_REQUEST = """rowid IN (
+    SELECT arg_min(rowid, {row_key}) FROM enrich_rows GROUP BY request_hash)"""
 
 _TOO_LARGE = """
 SELECT row_key, count(*) OVER (), line_bytes FROM enrich_sends
 WHERE line_bytes > ? ORDER BY 1 LIMIT 1
 """
 
-# Shards are runs of consecutive rows of enrich_sends (by rowid) under every limit, computed on
-# a narrow projection so the window never carries the request text.
+# Shards are runs of consecutive rows of enrich_sends (by rowid) under every limit: each limit
+# cuts the running count, bytes or tokens into buckets, and rows sharing all three buckets form
+# a shard (the buckets only grow, so a shard is a rowid range). A bucket of bytes or tokens is
+# one line's worth smaller than the limit, so a shard whose first line straddles it still fits.
 _SHARDS = """
-SELECT shard, min(r), max(r), count(*), sum(line_bytes), sum(tokens),
-       sha256(string_agg(request_hash, '' ORDER BY request_hash))
+SELECT row_number() OVER (ORDER BY first) - 1, *
 FROM (
-    SELECT *, dense_rank() OVER (ORDER BY by_lines, by_bytes, by_tokens) - 1 AS shard
+    SELECT min(r) AS first, max(r), count(*), sum(line_bytes), sum(tokens),
+           printf('%016x%08x', bit_xor(fingerprint), count(*))
     FROM (
-        SELECT r, request_hash, line_bytes, tokens,
+        SELECT r, line_bytes, tokens, fingerprint,
                (row_number() OVER w - 1) // ? AS by_lines,
                (sum(line_bytes) OVER w) // ? AS by_bytes,
                (sum(tokens) OVER w) // ? AS by_tokens
-        FROM (SELECT rowid AS r, request_hash, line_bytes, tokens FROM enrich_sends)
+        FROM (
+            SELECT rowid AS r, line_bytes, tokens,
+                   ('0x' || left(request_hash, 16))::UBIGINT AS fingerprint
+            FROM enrich_sends
+        )
         WINDOW w AS (ORDER BY r ROWS UNBOUNDED PRECEDING)
     )
+    GROUP BY by_lines, by_bytes, by_tokens
 )
-GROUP BY shard ORDER BY shard
+ORDER BY first
 """
 
 # A line is '{"custom_id":"<hash>","method":"POST","url":"<url>","body":' head part tail '}'.
+# DuckDB has no plain-text writer; a one-column CSV with neither quote nor escape character
+# writes each value as it is, and a JSON line never holds a raw newline or control character.
 _LINES = """
-SELECT concat('{"custom_id":"', request_hash, ?, part, ?) AS line
-FROM enrich_sends WHERE rowid BETWEEN ? AND ?
+COPY (
+    SELECT concat('{"custom_id":"', request_hash, ?, part, ?)
+    FROM enrich_sends WHERE rowid BETWEEN ? AND ?
+) TO ? (FORMAT CSV, HEADER false, QUOTE '', ESCAPE '')
 """
 
 _COUNTS = """
@@ -163,7 +181,7 @@ class Shard:
     lines: int
     bytes: int
     tokens: int
-    shard_hash: str
+    shard_hash: str  # the XOR of its requests' first 64 bits and its line count, in hex
 
 
 @dataclass(frozen=True)
@@ -188,7 +206,7 @@ class Frame:
     """What every line of a model's request files shares: all but the custom_id and row part."""
 
     before_part: str  # from the end of the custom_id to the row's part of the body
-    after_part: str  # from the row's part to the end of the line, newline included
+    after_part: str  # from the row's part to the end of the line, newline excluded
     digest: str  # sha256 of the URL and everything above; starts each request's hash
     system_tokens: int  # estimated tokens of a model-wide system prompt
 
@@ -196,11 +214,12 @@ class Frame:
     def overhead(self) -> int:
         """Bytes a line has besides its row part."""
         opening = len('{"custom_id":"') + 64
-        return opening + len(self.before_part.encode()) + len(self.after_part.encode())
+        newline = 1
+        return opening + len(self.before_part.encode()) + len(self.after_part.encode()) + newline
 
     def body(self, part: str) -> dict[str, Any]:
         """One request body, from a row's part (for synchronous previews)."""
-        text = self.before_part.split('"body":', 1)[1] + part + self.after_part.rstrip("\n")
+        text = self.before_part.split('"body":', 1)[1] + part + self.after_part
         body: dict[str, Any] = json.loads(text[:-1])
         return body
 
@@ -218,7 +237,7 @@ def frame(spec: EnrichSpec, row_system: bool) -> Frame:
             head += json.dumps({"role": "system", "content": system}, **compact) + ","  # type: ignore[arg-type]
     shell = json.dumps({"method": "POST", "url": spec.endpoint.url}, **compact)  # type: ignore[arg-type]
     before = '",' + shell[1:-1] + ',"body":' + head
-    after = tail + "}\n"
+    after = tail + "}"
     digest = hashlib.sha256(f"{spec.endpoint.url}\n{head}\0{tail}".encode()).hexdigest()
     system_tokens = (
         0 if system is None else tokens.TOKENS_PER_MESSAGE + tokens.estimate_text(system)
@@ -325,7 +344,15 @@ def plan_sends(
     everything this run (`run_id`) has not sent yet. Never: requests already in a batch.
     A request too large for a batch file stops the model here, before anything is sent.
     """
-    statement = sql.fill(_SENDS, row_part=sql.Raw(spec.endpoint.row_part), row_key=_row_key(spec))
+    first = sql.Raw("true")
+    if db.fetchone(_REPEATS) == (True,):
+        first = sql.Raw(sql.fill(_FIRST_OF_ITS_REQUEST, row_key=_row_key(spec)))
+    statement = sql.fill(
+        _SENDS,
+        row_part=sql.Raw(spec.endpoint.row_part),
+        row_key=_row_key(spec),
+        first_of_its_request=first,
+    )
     db.execute(statement, [shared.overhead, spec.max_attempts, run_id, full_refresh, run_id])
     found = db.fetchone(_TOO_LARGE, [batch.max_bytes])
     if found is not None:
@@ -350,7 +377,7 @@ def write_shard(db: Database, shared: Frame, shard: Shard, path: Path) -> Path:
     """Write one shard as a Batch API input file (JSONL), streamed from DuckDB to disk."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    db.write_lines(_LINES, [shared.before_part, shared.after_part, shard.first, shard.last], tmp)
+    db.execute(_LINES, [shared.before_part, shared.after_part, shard.first, shard.last, str(tmp)])
     tmp.replace(path)
     return path
 

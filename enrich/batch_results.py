@@ -32,11 +32,7 @@ from . import sql
 from .db import Database
 from .spec import EnrichSpec
 
-LINE_COLUMNS = {
-    "custom_id": "VARCHAR",
-    "response": "STRUCT(status_code INTEGER, body JSON)",
-    "error": "STRUCT(code VARCHAR, message VARCHAR)",
-}
+_ERROR = "STRUCT(code VARCHAR, message VARCHAR)"
 RETRY_CODES = ("batch_expired", "batch_cancelled", "request_timeout")
 
 _LOAD = """
@@ -46,7 +42,6 @@ WITH lines AS (
            response.body AS body, error.code AS code, error.message AS message
     FROM read_json(?, format = 'newline_delimited', ignore_errors = true, columns = ?)
     WHERE custom_id IS NOT NULL
-    QUALIFY row_number() OVER (PARTITION BY custom_id ORDER BY status_code = 200 DESC) = 1
 ), answered AS (
     SELECT *, {answer} FROM lines
 ), parsed AS (
@@ -74,7 +69,7 @@ SELECT request_hash, answer, prompt_tokens, completion_tokens,
     CASE
         WHEN code IS NOT NULL THEN message
         WHEN coalesce(status_code, 0) <> 200
-            THEN coalesce(body -> 'error' ->> 'message', 'no response body')
+            THEN coalesce(body.error.message, 'no response body')
         WHEN refusal IS NOT NULL THEN refusal
         WHEN NOT complete THEN 'the answer was cut short; raise max_tokens'
         WHEN NOT fits THEN 'the answer does not fit the output schema: ' || left(answer, 500)
@@ -82,6 +77,14 @@ SELECT request_hash, answer, prompt_tokens, completion_tokens,
 FROM checked
 """
 
+
+# A request in both files, or twice in one, keeps one line: its answer, if it has one.
+_REPEATED = "SELECT count(*) > count(DISTINCT request_hash) FROM enrich_results"
+
+_DEDUPLICATE = """
+DELETE FROM enrich_results WHERE rowid NOT IN (
+    SELECT arg_max(rowid, status = 'succeeded') FROM enrich_results GROUP BY request_hash)
+"""
 
 _MERGE = """
 UPDATE _enrich.requests AS q SET
@@ -98,6 +101,8 @@ UPDATE _enrich.requests AS q SET
 FROM enrich_results AS r
 WHERE q.request_hash = r.request_hash AND q.submission_id = ? AND q.status = 'submitted'
 """
+
+_SENT = "SELECT lines FROM _enrich.batches WHERE submission_id = ?"
 
 _MISSING = """
 UPDATE _enrich.requests SET
@@ -141,9 +146,17 @@ def load_results(db: Database, spec: EnrichSpec, files: Sequence[Path]) -> int:
     parsed, fits, params = _checks(spec)
     statement = sql.fill(_LOAD, answer=sql.Raw(spec.endpoint.answer), parsed=parsed, fits=fits)
     paths = [str(f) for f in files]
-    db.execute(statement, [paths, LINE_COLUMNS, *params, list(RETRY_CODES)])
+    db.execute(statement, [paths, _line_columns(spec), *params, list(RETRY_CODES)])
+    if db.fetchone(_REPEATED) == (True,):
+        db.execute(_DEDUPLICATE)
     row = db.fetchone("SELECT count(*) FROM enrich_results")
     return int(row[0]) if row else 0
+
+
+def _line_columns(spec: EnrichSpec) -> dict[str, str]:
+    """The type of every line of output and error files, as the JSON reader is told."""
+    response = "STRUCT(status_code INTEGER, body " + spec.endpoint.body + ")"
+    return {"custom_id": "VARCHAR", "response": response, "error": _ERROR}
 
 
 def _checks(spec: EnrichSpec) -> tuple[sql.Raw, sql.Raw, list[Any]]:
@@ -168,9 +181,14 @@ def merge_results(
     db: Database, spec: EnrichSpec, submission_id: str, now: datetime, loaded: bool, run_id: str
 ) -> None:
     """Apply ``enrich_results`` (if `loaded`) to a submission's requests; the rest are missing."""
+    merged = 0
     if loaded:
-        db.execute(_MERGE, [spec.max_attempts, now, run_id, now, submission_id])
-    db.execute(_MISSING, [spec.max_attempts, run_id, now, submission_id])
+        row = db.fetchone(_MERGE, [spec.max_attempts, now, run_id, now, submission_id])
+        merged = int(row[0]) if row else 0
+    # Looking for the missing scans every request; skip it when every line came back.
+    sent = db.fetchone(_SENT, [submission_id])
+    if sent is None or sent[0] is None or merged < int(sent[0]):
+        db.execute(_MISSING, [spec.max_attempts, run_id, now, submission_id])
 
 
 def build_target(db: Database, spec: EnrichSpec, existed: bool) -> int:

@@ -33,22 +33,6 @@ ORDER BY line LIMIT 1
 """
 
 
-_LINE_BATCH = 65_536
-
-
-def _string_bytes(column: Any) -> memoryview:
-    """The UTF-8 bytes of an Arrow string column, concatenated: its data buffer, no copy."""
-    if str(column.type) not in ("string", "large_string"):
-        column = column.cast("large_string")
-    _, offsets, data = column.buffers()
-    if str(column.type) == "string":
-        bounds = memoryview(offsets).cast("i")
-    else:
-        bounds = memoryview(offsets).cast("q")
-    start, end = bounds[column.offset], bounds[column.offset + len(column)]
-    return memoryview(data)[start:end]
-
-
 @dataclass(frozen=True)
 class TypeInfo:
     """A DuckDB type as DuckDB itself parsed it: its kind, canonical spelling and parts."""
@@ -210,20 +194,6 @@ class Database:
                     "fix that row of the CSV (or its encoding: seeds are read as UTF-8)"
                 )
         return self.count(name)
-
-    def write_lines(self, query_sql: str, params: Sequence[Any], path: Path) -> int:
-        """Write a one-column query's strings (each ending in a newline) to `path`, straight
-        from DuckDB's Arrow buffers in batches, so memory stays flat; returns the rows written."""
-        written = 0
-        try:
-            reader = self._con.sql(query_sql, params=list(params)).to_arrow_reader(_LINE_BATCH)
-            with path.open("wb") as out:
-                for batch in reader:
-                    out.write(_string_bytes(batch.column(0)))
-                    written += batch.num_rows
-        except duckdb.Error as err:
-            raise ExecutionError(str(err).strip()) from err
-        return written
 
     def describe(self, query_sql: str) -> list[tuple[str, str]]:
         """The column names and DuckDB types a query returns."""

@@ -4,7 +4,8 @@ An endpoint says under which key rows go in a request body and how a row becomes
 (SQL over the plan's ``_prompt``, ``_system`` and ``_images`` columns; everything else in the body
 is the same for every row), how many prompt tokens that is estimated at,
 how a structured-output schema goes into the body, and how an answer, its completeness, a refusal
-and token usage are read back out of a response body (SQL over a JSON column ``body``).
+and token usage are read back out of a response body (SQL over ``body``, read as the type the
+endpoint declares).
 """
 
 from __future__ import annotations
@@ -39,27 +40,48 @@ _MESSAGE_TOKENS = f"""(
     + {tokens.TOKENS_PER_MESSAGE} + ceil(length(_prompt) / {tokens.CHARS_PER_TOKEN})
     + {tokens.TOKENS_PER_IMAGE} * coalesce(len(_images), 0))::BIGINT"""
 
+# What is read of a response body, as a DuckDB type: the JSON reader fills it in one pass
+# (missing or mistyped values become NULL, other keys are skipped), so no answer is parsed twice.
+_CHAT_BODY = """STRUCT(
+    choices STRUCT(finish_reason VARCHAR, message STRUCT(content VARCHAR, refusal VARCHAR))[],
+    usage STRUCT(prompt_tokens BIGINT, completion_tokens BIGINT),
+    error STRUCT(message VARCHAR))"""
+
 _CHAT_ANSWER = """
-    body -> 'choices' -> 0 -> 'message' ->> 'content' AS answer,
-    coalesce(body -> 'choices' -> 0 ->> 'finish_reason', '') = 'stop' AS complete,
-    body -> 'choices' -> 0 -> 'message' ->> 'refusal' AS refusal,
-    (body -> 'usage' ->> 'prompt_tokens')::BIGINT AS prompt_tokens,
-    (body -> 'usage' ->> 'completion_tokens')::BIGINT AS completion_tokens"""
+    body.choices[1].message.content AS answer,
+    coalesce(body.choices[1].finish_reason, '') = 'stop' AS complete,
+    body.choices[1].message.refusal AS refusal,
+    body.usage.prompt_tokens AS prompt_tokens,
+    body.usage.completion_tokens AS completion_tokens"""
+
+_EMBEDDING_BODY = """STRUCT(
+    data STRUCT(embedding JSON)[],
+    usage STRUCT(prompt_tokens BIGINT),
+    error STRUCT(message VARCHAR))"""
 
 _EMBEDDING_ANSWER = """
-    (body -> 'data' -> 0 -> 'embedding')::VARCHAR AS answer,
-    (body -> 'data' -> 0 -> 'embedding') IS NOT NULL AS complete,
+    body.data[1].embedding::VARCHAR AS answer,
+    body.data[1].embedding IS NOT NULL AS complete,
     NULL::VARCHAR AS refusal,
-    (body -> 'usage' ->> 'prompt_tokens')::BIGINT AS prompt_tokens,
+    body.usage.prompt_tokens AS prompt_tokens,
     0::BIGINT AS completion_tokens"""
 
+_RESPONSES_BODY = """STRUCT(
+    status VARCHAR,
+    output STRUCT(content STRUCT(text VARCHAR, refusal VARCHAR)[])[],
+    usage STRUCT(input_tokens BIGINT, output_tokens BIGINT),
+    error STRUCT(message VARCHAR))"""
+
+# The answer is the text of every output content part, in order.
 _RESPONSES_ANSWER = """
-    array_to_string(json_extract_string(body, '$.output[*].content[*].text'), '') AS answer,
-    coalesce(body ->> 'status', '') = 'completed' AS complete,
-    list_filter(json_extract_string(body, '$.output[*].content[*].refusal'),
-                lambda r: r IS NOT NULL)[1] AS refusal,
-    (body -> 'usage' ->> 'input_tokens')::BIGINT AS prompt_tokens,
-    (body -> 'usage' ->> 'output_tokens')::BIGINT AS completion_tokens"""
+    coalesce(array_to_string(flatten(list_transform(body.output,
+        lambda o: list_transform(o.content, lambda c: c.text))), ''), '') AS answer,
+    coalesce(body.status, '') = 'completed' AS complete,
+    list_filter(flatten(list_transform(body.output,
+        lambda o: list_transform(o.content, lambda c: c.refusal))),
+        lambda r: r IS NOT NULL)[1] AS refusal,
+    body.usage.input_tokens AS prompt_tokens,
+    body.usage.output_tokens AS completion_tokens"""
 
 
 def _chat_format(name: str, schema: Mapping[str, Any] | None, json_object: bool) -> dict[str, Any]:
@@ -96,6 +118,7 @@ class Endpoint:
     listed: bool  # the container is a list (messages) rather than one value
     row_part: str  # SQL: the JSON text of a row's part of the container
     row_tokens: str  # SQL: estimated prompt tokens of a row's part
+    body: str  # the DuckDB type a response body is read as; it has `error.message`
     answer: str  # SQL select list over `body`: answer, complete, refusal, token counts
     answer_type: str  # the column type of an answer when the model declares no `output`
     default_column: str  # that column's default name
@@ -113,6 +136,7 @@ ENDPOINTS: Mapping[str, Endpoint] = {
             True,
             _CHAT_ROW,
             _MESSAGE_TOKENS,
+            _CHAT_BODY,
             _CHAT_ANSWER,
             "VARCHAR",
             "response",
@@ -126,6 +150,7 @@ ENDPOINTS: Mapping[str, Endpoint] = {
             False,
             "to_json(_prompt)::VARCHAR",
             f"ceil(length(_prompt) / {tokens.CHARS_PER_TOKEN})::BIGINT",
+            _EMBEDDING_BODY,
             _EMBEDDING_ANSWER,
             "FLOAT[]",
             "embedding",
@@ -139,6 +164,7 @@ ENDPOINTS: Mapping[str, Endpoint] = {
             True,
             _RESPONSES_ROW,
             _MESSAGE_TOKENS,
+            _RESPONSES_BODY,
             _RESPONSES_ANSWER,
             "VARCHAR",
             "response",

@@ -74,7 +74,7 @@ def _create_batches(db: Database) -> None:
             node VARCHAR NOT NULL,
             model VARCHAR NOT NULL,
             endpoint VARCHAR NOT NULL,
-            shard_hash VARCHAR NOT NULL,  -- sha256 over the shard's request hashes
+            shard_hash VARCHAR NOT NULL,  -- identifies the shard's set of requests
             base_url VARCHAR,  -- where it was sent; never the key
             input_path VARCHAR,
             input_file_id VARCHAR,

@@ -66,6 +66,7 @@ class Faults:
     null_output_polls: int = 0  # a completed batch shows output_file_id null for N retrieves
     empty_error_file_id: bool = False  # "" instead of null when there is no error file
     malformed_output_line: bool = False  # one unparseable line in the output file
+    lost_fraction: float = 0.0  # answered lines left out of both files, as if the API lost them
     wrong_request_counts: bool = False  # request_counts say every line succeeded
     disappear_after_polls: int | None = None  # batches 404 after N retrieves
     slow_finalizing: float = 0.0  # extra server seconds spent finalizing

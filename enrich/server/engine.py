@@ -447,6 +447,7 @@ class Engine:
         errors = [r for r in results if not succeeded(r)] + unrun
         rng.shuffle(output)
         rng.shuffle(errors)
+        output = output[round(len(output) * faults["lost_fraction"]) :]
         garbage = (
             ['{"id": "batch_req_broken", "custom_id": "']
             if faults["malformed_output_line"] and output

@@ -5,13 +5,17 @@ The faults the API injects, one by one, are in tests/reliability/test_fault_matr
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from enrich import batch_results
+from enrich.db import Database
+from enrich.project import load_project
 from enrich.results import RunResult
-
 from enrich.server import Limits
 
 from .conftest import NOTES, Env, node, start_env, submitted
@@ -138,3 +142,32 @@ def test_uploaded_request_files_are_deleted_once_collected(notes: Env) -> None:
     left = notes.server.engine.list_files(None, "desc", 100, None)["data"]
     assert [f["purpose"] for f in left] == ["batch_output"]
     assert not list((notes.root / "target" / "enrich").rglob("*.jsonl"))
+
+
+def _answer_line(custom_id: str, status: int, content: str = "") -> str:
+    body: dict[str, Any] = {"error": {"message": "server error"}}
+    if status == 200:
+        message = {"role": "assistant", "content": content, "refusal": None}
+        body = {"choices": [{"finish_reason": "stop", "message": message}],
+                "usage": {"prompt_tokens": 9, "completion_tokens": 5}}
+    return json.dumps({"custom_id": custom_id, "response": {"status_code": status, "body": body}})
+
+
+def test_a_request_in_both_files_or_twice_keeps_its_answer(notes: Env, tmp_path: Path) -> None:
+    spec = load_project(notes.root).models["note_labels"].enrich
+    assert spec is not None
+    answer = '{"label": "pets", "score": 0.5}'
+    expired = json.dumps({"custom_id": "a", "response": None,
+                          "error": {"code": "batch_expired", "message": "expired"}})
+    (tmp_path / "output.jsonl").write_text(
+        "\n".join([_answer_line("a", 200, answer), _answer_line("b", 200, answer),
+                   _answer_line("b", 200, answer), _answer_line("c", 500)]) + "\n")
+    (tmp_path / "error.jsonl").write_text(expired + "\n" + _answer_line("b", 500) + "\n")
+    db = Database.connect(":memory:")
+
+    loaded = batch_results.load_results(db, spec, [tmp_path / "output.jsonl", tmp_path / "error.jsonl"])
+
+    assert loaded == 3
+    assert db.fetchall("SELECT request_hash, status FROM enrich_results ORDER BY 1") == [
+        ("a", "succeeded"), ("b", "succeeded"), ("c", "retry"),
+    ]

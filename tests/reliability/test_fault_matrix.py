@@ -51,6 +51,7 @@ MATRIX = {
         {"fail_fraction": 1.0, "fail_status": 400}, (0, 10, 0), False, 10, "http_400"
     ),
     "an unparseable line in the output file": Case({"malformed_output_line": True}, (10, 0, 0), False, 0),
+    "answered lines absent from both files": Case({"lost_fraction": 0.3}, (10, 0, 0), True, 0),
     "output_file_id null for a while": Case({"null_output_polls": 3}, (10, 0, 0), False, 0),
     'error_file_id "" instead of null': Case({"empty_error_file_id": True}, (10, 0, 0), False, 0),
     "request_counts that lie": Case({"wrong_request_counts": True}, (10, 0, 0), False, 0),
