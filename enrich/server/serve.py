@@ -1,6 +1,7 @@
 """Serving the app over real HTTP with uvicorn: in a background thread, or in the foreground.
 
-The only module that imports uvicorn.
+The only module that imports uvicorn. It and the app (starlette) are imported when a server
+starts, so importing enrich, or running a command that serves nothing, does not pay for them.
 """
 
 from __future__ import annotations
@@ -13,10 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import uvicorn
-
 from ..errors import ProjectError
-from .app import create_app
 from .clock import Clock, ScaledClock
 from .config import Faults, ServerConfig, Timing
 from .engine import Engine, Respond
@@ -79,6 +77,10 @@ def serve_in_thread(
     tick_every: float | None = 0.2,
 ) -> Iterator[Running]:
     """Serve on a free port in a daemon thread until the block ends."""
+    import uvicorn
+
+    from .app import create_app
+
     engine = make_engine(config, clock)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -117,6 +119,10 @@ def offline(project_dir: str | Path, clock: Clock | None = None) -> Iterator[Run
 
 def serve_forever(config: ServerConfig, host: str, port: int, clock: Clock | None = None) -> None:
     """Serve in the foreground until interrupted."""
+    import uvicorn
+
+    from .app import create_app
+
     engine = make_engine(config, clock)
     try:
         uvicorn.run(create_app(engine), host=host, port=port, log_level="info")
