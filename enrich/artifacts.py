@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import datetime
@@ -78,8 +79,13 @@ def _metadata(project: Project, generated_at: datetime) -> dict[str, Any]:
 
 
 def _write(path: Path, document: dict[str, Any]) -> Path:
+    """Write `path` whole: through a temporary file of this writer's own, so two runs starting
+    at once each replace the file with a complete document instead of racing on one name."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    text = json.dumps(document, indent=2, default=str) + "\n"
+    with tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=path.parent, prefix=path.name + ".", suffix=".tmp", delete=False
+    ) as tmp:
+        tmp.write(text)
+    Path(tmp.name).replace(path)
     return path

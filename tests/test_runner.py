@@ -95,3 +95,24 @@ def test_list_nodes_in_dag_order(basic_project):
     nodes = enrich.list_nodes(basic_project, select=["path:models/marts"])
     assert [n.name for n in nodes] == ["londoners", "people_by_city"]
     assert nodes[1].materialized == "table"
+
+
+def test_artifacts_written_by_runs_at_once_are_whole(basic_project):
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import UTC, datetime
+
+    from enrich import artifacts
+    from enrich.project import load_project
+
+    project = load_project(basic_project)
+
+    def write(_: int) -> None:  # as two runs starting together both write the manifest
+        for _ in range(30):
+            artifacts.write_manifest(project, datetime.now(UTC))
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(write, range(4)))
+
+    manifest = json.loads((basic_project / "target/manifest.json").read_text())
+    assert "people_by_city" in manifest["nodes"]
+    assert [p.name for p in (basic_project / "target").iterdir()] == ["manifest.json"]

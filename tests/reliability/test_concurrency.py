@@ -43,7 +43,8 @@ def test_two_runs_at_once_never_send_a_request_twice(tmp_path: Path) -> None:
         codes = sorted(p.returncode for p in (first, second))
         assert codes in ([0, 0], [0, 1])
         if codes == [0, 1]:
-            assert any("is in use by another process" in err for _, err in results)
+            said = " | ".join(err for _, err in results)
+            assert "is in use by another process" in said, said
         assert stack.run() == 0
         executed = stack.executed()
         assert len(executed) == 40 and max(executed.values()) == 1
