@@ -78,8 +78,9 @@ FROM checked
 """
 
 
-# A request in both files, or twice in one, keeps one line: its answer, if it has one.
-_REPEATED = "SELECT count(*) > count(DISTINCT request_hash) FROM enrich_results"
+# A request in both files, or twice in one, keeps one line: its answer, if it has one. As in
+# batch_requests, distinct 64-bit hashes: a collision only takes the exact path.
+_REPEATED = "SELECT count(*) > count(DISTINCT hash(request_hash)) FROM enrich_results"
 
 _DEDUPLICATE = """
 DELETE FROM enrich_results WHERE rowid NOT IN (
