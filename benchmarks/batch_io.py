@@ -1,6 +1,6 @@
 """Build and load Batch API files for N synthetic movies: the cookbook's way against enrich's way.
 
-    pip install -e '.[bench]'                     # pandas, for the cookbook's own code
+    pip install -e '.[bench]'                     # pandas and polars, for the two baselines
     python benchmarks/batch_io.py                 # 1,000,000 rows (and 100,000 to show memory)
     python benchmarks/batch_io.py --rows 200000   # quicker
 
@@ -339,7 +339,8 @@ def duckdb_load(folder: Path, rows: int) -> float:
     con.execute(DUCKDB_LOAD, [str(folder / "outputs" / "*.jsonl")])
     con.close()
     seconds = time.perf_counter() - started
-    parsed = duckdb.connect(str(path)).execute("SELECT count(summary) FROM answers").fetchone()
+    with duckdb.connect(str(path)) as check:
+        parsed = check.execute("SELECT count(summary) FROM answers").fetchone()
     if parsed != (rows,):
         raise SystemExit(f"DuckDB alone parsed {parsed} of {rows} answers")
     return seconds
