@@ -179,8 +179,8 @@ def _child(step: str, folder: Path, rows: int) -> dict[str, float]:
 
 def _open(folder: Path) -> tuple[Any, Any, Any]:
     from enrich import ledger
-    from enrich.db import Database
-    from enrich.project import load_project
+    from enrich.warehouse.db import Database
+    from enrich.project.loader import load_project
 
     project = load_project(folder)
     db = Database.connect(project.settings.database_path, project.settings.memory_limit)

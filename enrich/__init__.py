@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .client import ApiConfig
-from .db import Table
+from .batch.client import ApiConfig
+from .batch.options import EnrichEvent, EnrichOptions
 from .errors import (
     ApiError,
     CostLimitError,
@@ -15,10 +15,10 @@ from .errors import (
     SelectionError,
     SqlError,
 )
-from .materializations import EnrichEvent, EnrichOptions
-from .project import Model, Project, Seed, Settings, load_project
-from .results import NodeResult, RunResult
-from .runner import (
+from .project.loader import load_project
+from .project.nodes import Model, Project, Seed, Settings
+from .project.run_results import NodeResult, RunResult
+from .project.runner import (
     Node,
     StatusReport,
     compile_model,
@@ -29,6 +29,7 @@ from .runner import (
     show,
     status,
 )
+from .warehouse.db import Table
 
 __version__ = "0.1.0"
 

@@ -14,13 +14,13 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from . import runner
 from . import server as local_server
-from .client import ApiConfig
+from .batch.client import ApiConfig
+from .batch.options import EnrichOptions
 from .errors import EnrichError
-from .materializations import EnrichOptions
 from .progress import ProgressDisplay
-from .results import NodeResult, RunResult
+from .project import runner
+from .project.run_results import NodeResult, RunResult
 
 Handler = Callable[[argparse.Namespace], int]
 

@@ -12,7 +12,9 @@ key at fault and says what to do next. Anything else escaping enrich is a bug.
     ├── SelectionError      a ``--select``/``--exclude`` selector that is malformed
     ├── ExecutionError      DuckDB rejected a model while it ran
     │   └── CostLimitError  the estimated cost is over ``--max-cost`` (nothing was sent)
-    └── ApiError            the API refused or could not be reached (never shows the key)
+    └── ApiError            the API refused or could not be reached (never shows the key);
+                            ``.status`` is its HTTP status, ``.ambiguous`` says a create may
+                            have happened anyway
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ class CostLimitError(ExecutionError):
 class ApiError(EnrichError):
     """The Batch or Files API refused a call or could not be reached."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, ambiguous: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        # True when a call that creates something failed after it may have acted on the server.
+        self.ambiguous = ambiguous

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from .materializations import EnrichEvent
+from .batch.options import EnrichEvent
 
 
 class ProgressDisplay:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from enrich import dag
+from enrich.project import dag
 from enrich.errors import DependencyError
 
 

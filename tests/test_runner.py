@@ -101,8 +101,8 @@ def test_artifacts_written_by_runs_at_once_are_whole(basic_project):
     from concurrent.futures import ThreadPoolExecutor
     from datetime import UTC, datetime
 
-    from enrich import artifacts
-    from enrich.project import load_project
+    from enrich.project import artifacts
+    from enrich.project.loader import load_project
 
     project = load_project(basic_project)
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from enrich import selector
+from enrich.project import selector
 from enrich.errors import SelectionError
-from enrich.selector import NodeInfo
+from enrich.project.selector import NodeInfo
 
 GRAPH = {
     "people": set(),

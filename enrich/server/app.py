@@ -149,7 +149,7 @@ async def _upload(engine: Engine, request: Request) -> Response:
         meta = await run_in_threadpool(
             engine.upload, upload.filename or "upload.jsonl", purpose, upload.file, size, lifetime
         )
-    return JSONResponse(meta)
+    return _created(engine, meta)
 
 
 async def _list_files(engine: Engine, request: Request) -> Response:
@@ -184,18 +184,44 @@ async def _file_content(engine: Engine, request: Request) -> Response:
 def _cut_short(path: Path) -> Response:
     """Announce the whole file, send half, then drop the connection (a reset mid-download)."""
     data = path.read_bytes()
+    return _broken(data, len(data) // 2, "application/octet-stream")
 
-    async def half() -> AsyncIterator[bytes]:
-        yield data[: len(data) // 2]
-        raise ConnectionResetError("injected fault: connection reset mid-download")
+
+def _broken(data: bytes, sent: int, media_type: str) -> Response:
+    """Announce `data` whole, send its first `sent` bytes, then fail, so uvicorn drops the
+    connection: the client sees a short body and the SDK raises APIConnectionError."""
+
+    async def part() -> AsyncIterator[bytes]:
+        if sent:
+            yield data[:sent]
+        raise ConnectionResetError("injected fault: connection reset before the whole answer")
 
     headers = {"content-length": str(len(data))}
-    return StreamingResponse(half(), media_type="application/octet-stream", headers=headers)
+    return StreamingResponse(part(), media_type=media_type, headers=headers)
+
+
+def _created(engine: Engine, made: dict[str, Any]) -> Response:
+    """The answer to a create the engine has carried out, unless a fault loses it: then the client
+    cannot tell whether the object exists, as after a real network failure or gateway error."""
+    status = engine.take_lost_answer()
+    if status is None:
+        return JSONResponse(made)
+    if status == 0:
+        return _broken(json.dumps(made).encode(), 0, "application/json")
+    what = "File" if made.get("object") == "file" else "Batch"
+    return _error(
+        ApiError(
+            status,
+            f"Injected fault: HTTP {status} after the {what} was created.",
+            None,
+            "injected_fault",
+        )
+    )
 
 
 async def _create_batch(engine: Engine, request: Request) -> Response:
     params = await _json(engine, request)
-    return JSONResponse(await run_in_threadpool(engine.create_batch, params))
+    return _created(engine, await run_in_threadpool(engine.create_batch, params))
 
 
 async def _list_batches(engine: Engine, request: Request) -> Response:

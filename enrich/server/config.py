@@ -47,7 +47,9 @@ class Faults:
     """Field failures to inject (``../shared/docs/openai-batch-api.md`` §6); all off by default.
 
     Fractions pick lines deterministically from each batch; counts apply to the next batches or
-    calls after they are set.
+    calls after they are set. A negative count (``*_calls``, ``*_batches``, ``reset_downloads``,
+    ``drop_after_create``) makes the fault persistent: it hits every batch or call until it is set
+    back to 0.
     """
 
     fail_fraction: float = 0.0  # lines answered with HTTP `fail_status`
@@ -58,9 +60,15 @@ class Faults:
     refusal_fraction: float = 0.0  # the model refuses
     expire_after_fraction: float | None = None  # the batch expires once this share is done
     token_limit_batches: int = 0  # the next N batches fail with token_limit_exceeded
+    invalid_file_batches: int = 0  # the next N batches fail: a file-level invalid_request
     http_error_calls: int = 0  # the next N HTTP calls (any endpoint) answer `http_error_status`
     http_error_status: int = 500
     reset_downloads: int = 0  # the next N file downloads stop halfway: the connection drops
+    # The next N creates (POST /v1/files, /v1/batches) are carried out, but their answer is lost:
+    # the connection drops (status 0) or the status is answered instead; the SDK's retry then
+    # creates the object again (it sends no idempotency key).
+    drop_after_create: int = 0
+    drop_after_create_status: int = 0
     stall_calls: int = 0  # the next N HTTP calls answer only after `stall_seconds` (wall clock)
     stall_seconds: float = 30.0
     null_output_polls: int = 0  # a completed batch shows output_file_id null for N retrieves

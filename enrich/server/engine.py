@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..tokens import estimate_prompt
+from ..batch.tokens import estimate_prompt
 from .clock import Clock
 from .config import Faults, ServerConfig
 from .objects import batch_object, check_create, file_object, page, public_file
@@ -76,30 +76,34 @@ class Engine:
     def take_http_fault(self) -> int | None:
         """The status to answer the current HTTP call with, when an HTTP fault is pending."""
         with self._lock:
-            if self.faults.http_error_calls <= 0:
-                return None
-            self.faults = dataclasses.replace(
-                self.faults, http_error_calls=self.faults.http_error_calls - 1
-            )
-            return self.faults.http_error_status
+            return self.faults.http_error_status if self._count_down("http_error_calls") else None
 
     def take_stall(self) -> float:
         """Seconds the current call should wait before answering (a pending stall fault)."""
         with self._lock:
-            if self.faults.stall_calls <= 0:
-                return 0.0
-            self.faults = dataclasses.replace(self.faults, stall_calls=self.faults.stall_calls - 1)
-            return self.faults.stall_seconds
+            return self.faults.stall_seconds if self._count_down("stall_calls") else 0.0
 
     def take_reset_download(self) -> bool:
         """Whether the current download should stop halfway (a pending reset fault)."""
         with self._lock:
-            if self.faults.reset_downloads <= 0:
-                return False
-            self.faults = dataclasses.replace(
-                self.faults, reset_downloads=self.faults.reset_downloads - 1
-            )
-            return True
+            return self._count_down("reset_downloads")
+
+    def take_lost_answer(self) -> int | None:
+        """After a create was carried out: None to answer it, else the status that replaces the
+        answer, 0 meaning the connection drops (a pending ``drop_after_create`` fault)."""
+        with self._lock:
+            if not self._count_down("drop_after_create"):
+                return None
+            return self.faults.drop_after_create_status
+
+    def _count_down(self, name: str) -> bool:
+        """Whether counted fault `name` applies now, using one up; a negative count never runs out
+        (a persistent fault). Call with the lock held."""
+        left = int(getattr(self.faults, name))
+        if left > 0:
+            used: dict[str, Any] = {name: left - 1}
+            self.faults = dataclasses.replace(self.faults, **used)
+        return left != 0
 
     # Files
 
@@ -175,17 +179,16 @@ class Engine:
         now = int(self.clock())
         with self._lock:
             self._seq += 1
-            force_limit = self.faults.token_limit_batches > 0
-            if force_limit:
-                self.faults = dataclasses.replace(
-                    self.faults, token_limit_batches=self.faults.token_limit_batches - 1
-                )
+            # A batch takes at most one forced failure, so queued faults fail batches in turn.
+            invalid_file = self._count_down("invalid_file_batches")
+            force_limit = not invalid_file and self._count_down("token_limit_batches")
             batch = batch_object(params, now, self.config.timing.window)
             record = {
                 "batch": batch,
                 "seq": self._seq,
                 "faults": dataclasses.asdict(self.faults),
                 "force_token_limit": force_limit,
+                "force_invalid_file": invalid_file,
                 "lines": 0,
                 "executed": 0,
                 "tokens": 0,
@@ -294,19 +297,9 @@ class Engine:
         batch = record["batch"]
         source = self._files.get(batch["input_file_id"])
         if source is None or source["purpose"] != "batch":
-            return self._fail(
-                record,
-                at,
-                [
-                    {
-                        "code": "invalid_request",
-                        "param": "input_file_id",
-                        "line": None,
-                        "message": f"Cannot find file {batch['input_file_id']}, or it was "
-                        "not uploaded with purpose 'batch'.",
-                    }
-                ],
-            )
+            return self._fail(record, at, [_missing_input(batch["input_file_id"])])
+        if record.get("force_invalid_file"):  # absent from batches stored by older servers
+            return self._fail(record, at, [_unreadable_input(source["id"])])
         checked = validate(
             self.store.file_path(source["id"]).read_bytes(), batch["endpoint"], self.config.limits
         )
@@ -316,20 +309,7 @@ class Engine:
         model = str(checked.lines[0]["body"]["model"])
         if record["force_token_limit"] or self._over_token_limit(model, tokens):
             limit = self.config.limits.enqueued_token_limit or tokens
-            return self._fail(
-                record,
-                at,
-                [
-                    {
-                        "code": "token_limit_exceeded",
-                        "param": None,
-                        "line": None,
-                        "message": f"Enqueued token limit reached for {model} in organization "
-                        f"org-local. Limit: {limit:,} enqueued tokens. Please try again once "
-                        "some in_progress batches have been completed.",
-                    }
-                ],
-            )
+            return self._fail(record, at, [_token_limit(model, limit)])
         self._lines[batch["id"]] = checked.lines
         record["at"]["in_progress"] = at
         record.update(
@@ -496,3 +476,36 @@ class Engine:
         self.store.put_file(meta | {"_seq": self._seq}, data=content)
         self._files[meta["id"]] = meta | {"_seq": self._seq}
         return str(meta["id"])
+
+
+def _file_error(code: str, message: str, param: str | None = None) -> dict[str, Any]:
+    """A validation error about the whole input file: no line to blame."""
+    return {"code": code, "message": message, "param": param, "line": None}
+
+
+def _missing_input(file_id: str) -> dict[str, Any]:
+    return _file_error(
+        "invalid_request",
+        f"Cannot find file {file_id}, or it was not uploaded with purpose 'batch'.",
+        "input_file_id",
+    )
+
+
+def _unreadable_input(file_id: str) -> dict[str, Any]:
+    # The real API's wording for file-level failures varies and is not documented; this follows
+    # its style: what went wrong, with the file's id, and no line number.
+    return _file_error(
+        "invalid_request",
+        f"The input file {file_id} could not be processed: it is not a valid JSONL file of "
+        "batch requests. Check the file's encoding and format, upload it again and create a new "
+        "batch.",
+    )
+
+
+def _token_limit(model: str, limit: int) -> dict[str, Any]:
+    return _file_error(
+        "token_limit_exceeded",
+        f"Enqueued token limit reached for {model} in organization org-local. Limit: "
+        f"{limit:,} enqueued tokens. Please try again once some in_progress batches have been "
+        "completed.",
+    )

@@ -17,7 +17,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .. import tokens
+from ..batch import tokens
 from .replies import Reply, error_reply
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")

@@ -25,7 +25,7 @@ def make_engine(config: ServerConfig, clock: Clock | None = None) -> Engine:
     """The engine with the responder the config names."""
     respond: Respond = offline_respond
     if config.responder == "forward":
-        from ..client import forwarder
+        from .forward import forwarder
 
         respond = forwarder(config.upstream or "", config.upstream_api_key)
     return Engine(config, clock or ScaledClock(), respond)

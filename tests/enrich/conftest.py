@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from enrich import runner
-from enrich.client import ApiConfig
-from enrich.db import Database
-from enrich.materializations import EnrichEvent, EnrichOptions
-from enrich.results import NodeResult, RunResult
+from enrich.project import runner
+from enrich.batch.client import ApiConfig
+from enrich.warehouse.db import Database
+from enrich.batch.options import EnrichEvent, EnrichOptions
+from enrich.project.run_results import NodeResult, RunResult
 from enrich.server import ManualClock, Running, ServerConfig, serve_in_thread
 
 API_KEY = "sk-test-enrich-0123456789abcdef"

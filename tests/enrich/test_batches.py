@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from enrich import batch_results
-from enrich.db import Database
-from enrich.project import load_project
-from enrich.results import RunResult
+from enrich.batch import answers as batch_results
+from enrich.warehouse.db import Database
+from enrich.project.loader import load_project
+from enrich.project.run_results import RunResult
 from enrich.server import Limits
 
 from .conftest import NOTES, Env, node, start_env, submitted

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from enrich import cli, runner
+from enrich import cli
+from enrich.project import runner
 
 from .conftest import NOTES, Env, copy_example, node, submitted
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from enrich.db import Database
-from enrich.enrichment import STEPS
+from enrich.warehouse.db import Database
+from enrich.batch.pipeline import STEPS
 
 KEY = "sk-crash-test-key"
 

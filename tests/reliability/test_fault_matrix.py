@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from enrich.results import RunResult
+from enrich.project.run_results import RunResult
 from enrich.server import Faults, ManualClock, ServerConfig, serve_in_thread
 
 from ..enrich.conftest import API_KEY, NOTES, Env, node, start_env, submitted

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from openai import OpenAI
 
-from enrich.server import Faults, Limits, ManualClock, ServerConfig, Timing, serve_in_thread
+from enrich.server import ManualClock, ServerConfig, serve_in_thread
 
 API_KEY = "sk-test-local"
 
@@ -27,14 +27,17 @@ class Harness:
 
     def upload(self, lines: list[Any], name: str = "tasks.jsonl") -> str:
         path = self.folder / name
-        path.write_text("".join((l if isinstance(l, str) else json.dumps(l)) + "\n" for l in lines))
+        path.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines))
         with path.open("rb") as handle:
             return self.client.files.create(file=handle, purpose="batch").id
 
     def submit(self, lines: list[Any], **kwargs: Any) -> Any:
         file_id = self.upload(lines)
         return self.client.batches.create(
-            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h", **kwargs
+            input_file_id=file_id,
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+            **kwargs,
         )
 
     def settle(self, batch_id: str, seconds: float = 5.0, steps: int = 20) -> Any:
@@ -48,7 +51,7 @@ class Harness:
     def lines_of(self, file_id: str | None) -> list[dict[str, Any]]:
         if not file_id:
             return []
-        return [json.loads(l) for l in self.client.files.content(file_id).text.splitlines()]
+        return [json.loads(x) for x in self.client.files.content(file_id).text.splitlines()]
 
 
 def chat_line(i: int, model: str = "gpt-4o-mini", **body: Any) -> dict[str, Any]:
@@ -56,11 +59,17 @@ def chat_line(i: int, model: str = "gpt-4o-mini", **body: Any) -> dict[str, Any]
         "custom_id": f"task-{i}",
         "method": "POST",
         "url": "/v1/chat/completions",
-        "body": {"model": model, "messages": [{"role": "user", "content": f"Say something about item {i}."}], **body},
+        "body": {
+            "model": model,
+            "messages": [{"role": "user", "content": f"Say something about item {i}."}],
+            **body,
+        },
     }
 
 
-def make_harness(tmp_path: Path, data_dir: Path | None = None, clock: ManualClock | None = None, **config: Any):
+def make_harness(
+    tmp_path: Path, data_dir: Path | None = None, clock: ManualClock | None = None, **config: Any
+):
     clock = clock or ManualClock()
     settings = ServerConfig(data_dir=data_dir or tmp_path / "server", api_key=API_KEY, **config)
     return serve_in_thread(settings, clock=clock, tick_every=None), clock
@@ -71,6 +80,10 @@ def harness(tmp_path: Path, request: pytest.FixtureRequest):
     options = getattr(request, "param", {})
     context, clock = make_harness(tmp_path, **options)
     with context as running:
-        client = OpenAI(base_url=running.base_url, api_key=API_KEY, max_retries=0,
-                        _strict_response_validation=True)
+        client = OpenAI(
+            base_url=running.base_url,
+            api_key=API_KEY,
+            max_retries=0,
+            _strict_response_validation=True,
+        )
         yield Harness(client, clock, running.engine, tmp_path, running.base_url)

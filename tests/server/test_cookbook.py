@@ -1,4 +1,4 @@
-"""The OpenAI cookbook's "Batch processing with the Batch API" flow, unchanged, against the server."""
+"""The OpenAI cookbook's "Batch processing with the Batch API" flow, unchanged, on the server."""
 
 from __future__ import annotations
 
@@ -84,10 +84,13 @@ def test_furniture_captions_with_images(harness):
                 "max_tokens": 300,
                 "messages": [
                     {"role": "system", "content": CAPTION},
-                    {"role": "user", "content": [
-                        {"type": "text", "text": row["title"]},
-                        {"type": "image_url", "image_url": {"url": row["primary_image"]}},
-                    ]},
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": row["title"]},
+                            {"type": "image_url", "image_url": {"url": row["primary_image"]}},
+                        ],
+                    },
                 ],
             },
         }

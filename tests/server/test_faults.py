@@ -6,10 +6,11 @@ import json
 
 import openai
 import pytest
+from openai import OpenAI
 
 from enrich.server import Faults
 
-from .conftest import chat_line
+from .conftest import API_KEY, chat_line
 
 N = 20
 
@@ -49,6 +50,90 @@ def test_token_limit_exceeded_after_create(harness):
     assert created.status == "validating"
     assert harness.settle(created.id).errors.data[0].code == "token_limit_exceeded"
     assert harness.settle(harness.submit([chat_line(0)]).id).status == "completed"
+
+
+def test_persistent_token_limit_fails_every_batch_until_switched_off(harness):
+    harness.engine.set_faults(token_limit_batches=-1)
+    for _ in range(3):
+        batch = harness.settle(harness.submit([chat_line(0)]).id)
+        assert batch.status == "failed" and batch.errors.data[0].code == "token_limit_exceeded"
+    assert harness.engine.faults.token_limit_batches == -1
+    harness.engine.set_faults(token_limit_batches=0)
+    assert harness.settle(harness.submit([chat_line(0)]).id).status == "completed"
+
+
+def test_invalid_file_fails_the_next_batches_without_line_numbers(harness):
+    harness.engine.set_faults(invalid_file_batches=2)
+    created = harness.submit([chat_line(i) for i in range(3)])
+    assert created.status == "validating"
+    failed = [harness.settle(created.id), harness.settle(harness.submit([chat_line(0)]).id)]
+    for batch in failed:
+        assert batch.status == "failed" and batch.failed_at is not None
+        assert (batch.output_file_id, batch.error_file_id) == (None, None)
+        [error] = batch.errors.data
+        assert (error.code, error.line, error.param) == ("invalid_request", None, None)
+        assert batch.input_file_id in error.message
+    assert harness.settle(harness.submit([chat_line(0)]).id).status == "completed"
+
+
+def test_queued_batch_faults_fail_batches_in_turn(harness):
+    harness.engine.set_faults(invalid_file_batches=1, token_limit_batches=1)
+    codes = [harness.settle(harness.submit([chat_line(0)]).id).errors for _ in range(3)]
+    assert [e and e.data[0].code for e in codes] == [
+        "invalid_request",
+        "token_limit_exceeded",
+        None,
+    ]
+
+
+def _batch_ids(harness) -> list[str]:
+    return [b["id"] for b in harness.engine.list_batches(100, None)["data"]]
+
+
+def test_lost_create_answer_makes_the_sdks_retry_create_a_second_batch(harness):
+    retrying = OpenAI(base_url=harness.base_url, api_key=API_KEY, _strict_response_validation=True)
+    assert retrying.max_retries == 2  # the SDK's default
+    file_id = harness.upload([chat_line(0)])
+    harness.engine.set_faults(drop_after_create=1)
+    batch = retrying.batches.create(
+        input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    ids = _batch_ids(harness)
+    assert len(ids) == 2 and ids[0] == batch.id  # the first, whose answer was lost, runs too
+    assert [b.id for b in harness.client.batches.list()] == ids
+    assert {harness.settle(i).status for i in ids} == {"completed"}
+
+
+def test_lost_create_answer_without_retries_is_a_connection_error_and_one_batch(harness):
+    file_id = harness.upload([chat_line(0)])
+    harness.engine.set_faults(drop_after_create=1)
+    with pytest.raises(openai.APIConnectionError):
+        harness.client.batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+    [batch_id] = _batch_ids(harness)
+    assert harness.settle(batch_id).status == "completed"
+    assert harness.engine.faults.drop_after_create == 0
+
+
+def test_lost_upload_answer_replaced_by_a_gateway_error(harness):
+    harness.engine.set_faults(drop_after_create=1, drop_after_create_status=502)
+    with pytest.raises(openai.InternalServerError) as raised:
+        harness.upload([chat_line(0)])
+    assert raised.value.status_code == 502
+    assert raised.value.body["code"] == "injected_fault"
+    [stored] = harness.client.files.list().data
+    assert stored.filename == "tasks.jsonl" and stored.purpose == "batch"
+    assert harness.upload([chat_line(0)]) != stored.id  # the fault is used up
+
+
+def test_rejected_create_does_not_use_up_a_lost_answer(harness):
+    harness.engine.set_faults(drop_after_create=1, drop_after_create_status=502)
+    with pytest.raises(openai.BadRequestError):
+        harness.client.batches.create(
+            input_file_id="file-x", endpoint="/v1/nowhere", completion_window="24h"
+        )
+    assert harness.engine.faults.drop_after_create == 1
 
 
 def test_http_errors_on_the_next_calls(harness):
@@ -92,11 +177,23 @@ def test_unparseable_line_in_output(harness):
 
 
 def test_truncated_json_and_refusals(harness):
-    schema = {"type": "json_schema", "json_schema": {"name": "x", "strict": True, "schema": {
-        "type": "object", "properties": {"summary": {"type": "string"}}, "required": ["summary"],
-        "additionalProperties": False}}}
-    batch = _run(harness, {"truncated_fraction": 0.1, "refusal_fraction": 0.1}, response_format=schema)
-    choices = [l["response"]["body"]["choices"][0] for l in harness.lines_of(batch.output_file_id)]
+    schema = {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "x",
+            "strict": True,
+            "schema": {
+                "type": "object",
+                "properties": {"summary": {"type": "string"}},
+                "required": ["summary"],
+                "additionalProperties": False,
+            },
+        },
+    }
+    batch = _run(
+        harness, {"truncated_fraction": 0.1, "refusal_fraction": 0.1}, response_format=schema
+    )
+    choices = [x["response"]["body"]["choices"][0] for x in harness.lines_of(batch.output_file_id)]
     truncated = [c for c in choices if c["finish_reason"] == "length"]
     refused = [c for c in choices if c["message"]["refusal"]]
     assert len(truncated) == 2 and len(refused) == 2
@@ -132,7 +229,21 @@ def test_slow_finalizing(harness):
 
 def test_faults_parse_from_the_command_line():
     faults = Faults.parse(["fail_fraction=0.1", "empty_error_file_id=true", "http_error_calls=3"])
-    assert (faults.fail_fraction, faults.empty_error_file_id, faults.http_error_calls) == (0.1, True, 3)
+    assert (faults.fail_fraction, faults.empty_error_file_id, faults.http_error_calls) == (
+        0.1,
+        True,
+        3,
+    )
+    faults = Faults.parse(
+        [
+            "drop_after_create=2",
+            "drop_after_create_status=502",
+            "invalid_file_batches=1",
+            "token_limit_batches=-1",
+        ]
+    )
+    assert (faults.drop_after_create, faults.drop_after_create_status) == (2, 502)
+    assert (faults.invalid_file_batches, faults.token_limit_batches) == (1, -1)
     from enrich import ProjectError
 
     with pytest.raises(ProjectError, match="did you mean 'fail_fraction'"):

@@ -38,14 +38,18 @@ def test_batch_and_file_objects_match_the_openapi_excerpt(harness):
     seen = [harness.client.batches.with_raw_response.retrieve(batch.id).http_response.json()]
     for _ in range(3):
         harness.clock.advance(1)
-        seen.append(harness.client.batches.with_raw_response.retrieve(batch.id).http_response.json())
+        seen.append(
+            harness.client.batches.with_raw_response.retrieve(batch.id).http_response.json()
+        )
     assert seen[-1]["status"] == "completed"
     for document in seen:
         batch_schema.validate(_present(document))
     for fid in (file_id, seen[-1]["output_file_id"]):
         document = harness.client.files.with_raw_response.retrieve(fid).http_response.json()
         file_schema.validate(_present(document))
-        assert {"id", "bytes", "created_at", "filename", "object", "purpose", "status"} <= set(document)
+        assert {"id", "bytes", "created_at", "filename", "object", "purpose", "status"} <= set(
+            document
+        )
 
 
 def _present(document: dict) -> dict:
@@ -54,25 +58,36 @@ def _present(document: dict) -> dict:
 
 
 def test_sync_chat_answers_in_the_schema_asked_for(harness):
-    schema = {"type": "object", "additionalProperties": False, "required": ["categories", "summary", "mood"],
-              "properties": {"categories": {"type": "array", "items": {"type": "string"}},
-                             "summary": {"type": "string"},
-                             "mood": {"type": "string", "enum": ["dark", "light"]},
-                             "scores": {"type": "object", "properties": {"n": {"type": "integer"}}}}}
+    schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["categories", "summary", "mood"],
+        "properties": {
+            "categories": {"type": "array", "items": {"type": "string"}},
+            "summary": {"type": "string"},
+            "mood": {"type": "string", "enum": ["dark", "light"]},
+            "scores": {"type": "object", "properties": {"n": {"type": "integer"}}},
+        },
+    }
     answer = harness.client.chat.completions.create(
         model="gpt-4o-mini",
         messages=[{"role": "user", "content": "A heist in space."}],
-        response_format={"type": "json_schema", "json_schema": {"name": "m", "strict": True, "schema": schema}},
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "m", "strict": True, "schema": schema},
+        },
     )
     jsonschema.validate(json.loads(answer.choices[0].message.content), schema)
     assert answer.usage.prompt_tokens > 0 and answer.usage.completion_tokens > 0
 
 
 def test_sync_embeddings_are_deterministic_unit_vectors(harness):
-    first = harness.client.embeddings.create(model="text-embedding-3-small", input=["a", "b"],
-                                             encoding_format="float", dimensions=64)
-    again = harness.client.embeddings.create(model="text-embedding-3-small", input="a",
-                                             encoding_format="float", dimensions=64)
+    first = harness.client.embeddings.create(
+        model="text-embedding-3-small", input=["a", "b"], encoding_format="float", dimensions=64
+    )
+    again = harness.client.embeddings.create(
+        model="text-embedding-3-small", input="a", encoding_format="float", dimensions=64
+    )
     vector = first.data[0].embedding
     assert len(vector) == 64 and abs(sum(v * v for v in vector) - 1) < 1e-9
     assert again.data[0].embedding == vector != first.data[1].embedding
@@ -80,7 +95,8 @@ def test_sync_embeddings_are_deterministic_unit_vectors(harness):
 
 def test_max_tokens_truncates_with_finish_reason_length(harness):
     answer = harness.client.chat.completions.create(
-        model="gpt-4o-mini", max_tokens=3,
+        model="gpt-4o-mini",
+        max_tokens=3,
         messages=[{"role": "user", "content": "Tell me a long story about a lighthouse keeper."}],
     )
     assert answer.choices[0].finish_reason == "length"
@@ -91,26 +107,39 @@ def test_oversized_json_body_is_refused(tmp_path):
     with serve_in_thread(config, tick_every=None) as running:
         client = openai.OpenAI(base_url=running.base_url, api_key=API_KEY, max_retries=0)
         with pytest.raises(openai.APIStatusError) as info:
-            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x" * 2000}])
+            client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "x" * 2000}]
+            )
         assert info.value.status_code == 413
 
 
 def test_forward_responder_runs_lines_against_an_upstream_server(tmp_path):
     upstream_config = ServerConfig(data_dir=tmp_path / "upstream", api_key="upstream-key")
     with serve_in_thread(upstream_config, tick_every=None) as upstream:
-        config = ServerConfig(data_dir=tmp_path / "front", api_key=API_KEY, responder="forward",
-                              upstream=upstream.base_url, upstream_api_key="upstream-key")
+        config = ServerConfig(
+            data_dir=tmp_path / "front",
+            api_key=API_KEY,
+            responder="forward",
+            upstream=upstream.base_url,
+            upstream_api_key="upstream-key",
+        )
         clock = ManualClock()
         with serve_in_thread(config, clock=clock, tick_every=None) as front:
-            client = openai.OpenAI(base_url=front.base_url, api_key=API_KEY, max_retries=0,
-                                   _strict_response_validation=True)
+            client = openai.OpenAI(
+                base_url=front.base_url,
+                api_key=API_KEY,
+                max_retries=0,
+                _strict_response_validation=True,
+            )
             batch = _submit(client, tmp_path, 3)
             clock.advance(5)
             batch = client.batches.retrieve(batch.id)
             assert batch.status == "completed" and batch.request_counts.completed == 3
             assert len(upstream.engine.requests_received()) == 3
             with pytest.raises(openai.BadRequestError, match="model"):
-                client.chat.completions.create(model="", messages=[{"role": "user", "content": "x"}])
+                client.chat.completions.create(
+                    model="", messages=[{"role": "user", "content": "x"}]
+                )
 
 
 def _submit(client: openai.OpenAI, folder: Path, lines: int):
@@ -118,8 +147,9 @@ def _submit(client: openai.OpenAI, folder: Path, lines: int):
     path.write_text("".join(json.dumps(chat_line(i)) + "\n" for i in range(lines)))
     with path.open("rb") as handle:
         file_id = client.files.create(file=handle, purpose="batch").id
-    return client.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions",
-                                 completion_window="24h")
+    return client.batches.create(
+        input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
 
 
 def _free_port() -> int:
@@ -132,12 +162,29 @@ def test_serve_local_command_serves_the_sdk(tmp_path):
     port = _free_port()
     env = {**os.environ, "ENRICH_SERVER_API_KEY": "cli-key"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "enrich", "serve-local", "--port", str(port), "--data-dir", str(tmp_path),
-         "--time-scale", "1000", "--fault", "fail_fraction=0.5"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "enrich",
+            "serve-local",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path),
+            "--time-scale",
+            "1000",
+            "--fault",
+            "fail_fraction=0.5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
     try:
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="cli-key", max_retries=0)
+        client = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key="cli-key", max_retries=0
+        )
         deadline = time.monotonic() + 20
         while True:
             try:

@@ -9,22 +9,36 @@ from enrich.server import Timing
 
 from .conftest import API_KEY, chat_line, make_harness
 
-SLOW = {"timing": Timing(validating=2.0, per_line=1.0, finalizing=3.0, cancelling=2.0, window=100.0)}
+SLOW = {
+    "timing": Timing(validating=2.0, per_line=1.0, finalizing=3.0, cancelling=2.0, window=100.0)
+}
 
 
 @pytest.mark.parametrize("harness", [SLOW], indirect=True)
 def test_states_timestamps_and_counts_move_with_the_clock(harness):
     batch = harness.submit([chat_line(i) for i in range(4)], metadata={"project": "p"})
     created = batch.created_at
-    assert (batch.status, batch.request_counts.total, batch.expires_at) == ("validating", 0, created + 100)
+    assert (batch.status, batch.request_counts.total, batch.expires_at) == (
+        "validating",
+        0,
+        created + 100,
+    )
     harness.clock.advance(2)
     batch = harness.client.batches.retrieve(batch.id)
-    assert (batch.status, batch.in_progress_at, batch.request_counts.total) == ("in_progress", created + 2, 4)
+    assert (batch.status, batch.in_progress_at, batch.request_counts.total) == (
+        "in_progress",
+        created + 2,
+        4,
+    )
     harness.clock.advance(2)
     assert harness.client.batches.retrieve(batch.id).request_counts.completed == 2
     harness.clock.advance(2)
     batch = harness.client.batches.retrieve(batch.id)
-    assert (batch.status, batch.finalizing_at, batch.output_file_id) == ("finalizing", created + 6, None)
+    assert (batch.status, batch.finalizing_at, batch.output_file_id) == (
+        "finalizing",
+        created + 6,
+        None,
+    )
     harness.clock.advance(3)
     batch = harness.client.batches.retrieve(batch.id)
     assert (batch.status, batch.completed_at) == ("completed", created + 9)
@@ -58,7 +72,9 @@ def test_cancel_gives_partial_results_and_409_when_finished(harness):
     batch = harness.client.batches.retrieve(batch.id)
     assert batch.status == "cancelled"
     assert len(harness.lines_of(batch.output_file_id)) == 3
-    assert {r["error"]["code"] for r in harness.lines_of(batch.error_file_id)} == {"batch_cancelled"}
+    assert {r["error"]["code"] for r in harness.lines_of(batch.error_file_id)} == {
+        "batch_cancelled"
+    }
     done = harness.settle(harness.submit([chat_line(1)]).id)
     with pytest.raises(openai.ConflictError) as info:
         harness.client.batches.cancel(done.id)
@@ -68,8 +84,12 @@ def test_cancel_gives_partial_results_and_409_when_finished(harness):
 def test_unknown_ids_are_404_with_the_envelope(harness):
     with pytest.raises(openai.NotFoundError) as info:
         harness.client.batches.retrieve("batch_nope")
-    assert info.value.body == {"message": "No batch found with id 'batch_nope'.",
-                               "type": "invalid_request_error", "param": None, "code": None}
+    assert info.value.body == {
+        "message": "No batch found with id 'batch_nope'.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
     with pytest.raises(openai.NotFoundError, match="No such File object: file-nope"):
         harness.client.files.retrieve("file-nope")
 
@@ -86,8 +106,11 @@ def test_unknown_ids_are_404_with_the_envelope(harness):
 )
 def test_create_rejects_bad_parameters_with_400(harness, params, param):
     file_id = harness.upload([chat_line(1)])
-    arguments = {"input_file_id": file_id, "endpoint": "/v1/chat/completions",
-                 "completion_window": "24h"} | params
+    arguments = {
+        "input_file_id": file_id,
+        "endpoint": "/v1/chat/completions",
+        "completion_window": "24h",
+    } | params
     with pytest.raises(openai.BadRequestError) as info:
         harness.client.batches.create(**arguments)
     assert info.value.body["param"] == param
@@ -115,7 +138,7 @@ def test_auth_is_required(harness):
 def test_file_rules_and_delete(harness):
     path = harness.folder / "tasks.csv"
     path.write_text("a,b\n")
-    with path.open("rb") as handle, pytest.raises(openai.BadRequestError, match="Must be .jsonl"):
+    with path.open("rb") as handle, pytest.raises(openai.BadRequestError, match=r"Must be \.jsonl"):
         harness.client.files.create(file=handle, purpose="batch")
     file_id = harness.upload([chat_line(1)])
     assert harness.client.files.delete(file_id).deleted
@@ -131,13 +154,18 @@ def test_restarted_server_finishes_earlier_batches(tmp_path):
         path.write_text("\n".join(__import__("json").dumps(chat_line(i)) for i in range(3)))
         with path.open("rb") as handle:
             file_id = client.files.create(file=handle, purpose="batch").id
-        batch_id = client.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions",
-                                         completion_window="24h").id
+        batch_id = client.batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+        ).id
     clock.advance(60)
     context, _ = make_harness(tmp_path, clock=clock)
     with context as running:
-        client = openai.OpenAI(base_url=running.base_url, api_key=API_KEY, max_retries=0,
-                               _strict_response_validation=True)
+        client = openai.OpenAI(
+            base_url=running.base_url,
+            api_key=API_KEY,
+            max_retries=0,
+            _strict_response_validation=True,
+        )
         batch = client.batches.retrieve(batch_id)
         assert batch.status == "completed" and batch.request_counts.completed == 3
         assert len(running.engine.requests_received()) == 3

@@ -8,7 +8,7 @@ from __future__ import annotations
 import graphlib
 from collections.abc import Iterable, Mapping, Set
 
-from .errors import DependencyError
+from ..errors import DependencyError
 
 Graph = Mapping[str, Set[str]]
 

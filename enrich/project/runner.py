@@ -16,12 +16,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import artifacts, dag, enrichment, ledger, selector
-from .db import Database, Table
-from .errors import EnrichError, ExecutionError
-from .materializations import MATERIALIZATIONS, BuildContext, EnrichOptions, utc_now
-from .project import Model, Project, Seed, load_project
-from .results import NodeResult, RunResult, Status
+from ..batch import ledger, pipeline
+from ..batch.options import EnrichOptions, utc_now
+from ..errors import EnrichError, ExecutionError
+from ..warehouse.db import Database, Table
+from . import artifacts, dag, selector
+from .loader import load_project
+from .materializations import MATERIALIZATIONS, BuildContext, enrich_job
+from .nodes import Model, Project, Seed
+from .run_results import NodeResult, RunResult, Status
 
 OnResult = Callable[[NodeResult], None]
 Clock = Callable[[], datetime]
@@ -125,9 +128,9 @@ def preview(
             "enrich model (enrich show MODEL prints any model's rows)"
         )
     with _open(project) as db:
-        ctx = BuildContext(db, project, False, options or EnrichOptions(), clock)
+        chosen = dataclasses.replace(options or EnrichOptions(), run_id=uuid.uuid4().hex)
         try:
-            return enrichment.preview(model, ctx, limit)
+            return pipeline.preview(enrich_job(model, project), db, chosen, limit, clock)
         except ExecutionError as err:
             if "does not exist" not in str(err):
                 raise

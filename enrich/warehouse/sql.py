@@ -13,8 +13,8 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from .errors import ProjectError, SqlError
-from .suggest import did_you_mean
+from ..errors import ProjectError, SqlError
+from ..suggest import did_you_mean
 
 DUCKDB = "duckdb"
 

@@ -6,16 +6,15 @@ checked when the project loads, so a wrong key or type stops the run before a ro
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import ProjectError
+from ..suggest import did_you_mean
 from .endpoints import ENDPOINTS, Endpoint
-from .errors import ProjectError
 from .outputs import PROVENANCE_PREFIX, Output, parse_output
-from .suggest import did_you_mean
 
 # Request parameters a model may set as config keys; anything else goes in params={...}.
 REQUEST_PARAMS = frozenset(
@@ -57,7 +56,9 @@ ENRICH_KEYS = REQUEST_PARAMS | frozenset(
 )
 RESPONSE_FORMATS = ("json_schema", "json_object", "text")
 DEFAULT_MAX_ATTEMPTS = 3
-_SCHEMA_NAME = re.compile(r"[^A-Za-z0-9_-]")
+# The structured-output schema's name is part of every request, so of its hash: a constant, so
+# renaming a model neither changes what is sent nor pays for it again.
+SCHEMA_NAME = "answer"
 
 
 @dataclass(frozen=True)
@@ -83,9 +84,8 @@ class EnrichSpec:
     def constant_body(self) -> dict[str, Any]:
         """The part of every request body that is the same for all rows."""
         schema = self.output.json_schema() if self.output and not self.json_object else None
-        name = _SCHEMA_NAME.sub("_", self.name)[:64]
         body: dict[str, Any] = {"model": self.model, **(self.params or {})}
-        return body | self.endpoint.format(name, schema, self.json_object)
+        return body | self.endpoint.format(SCHEMA_NAME, schema, self.json_object)
 
     @property
     def completion_budget(self) -> int | None:

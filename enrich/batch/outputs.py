@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .db import TypeInfo, describe_type
-from .errors import ProjectError
+from ..errors import ProjectError
+from ..warehouse.db import TypeInfo, describe_type
 
 _JSON_TYPES: Mapping[str, str] = {
     **dict.fromkeys(("varchar", "date", "timestamp", "time", "uuid"), "string"),

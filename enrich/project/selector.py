@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from ..errors import SelectionError
+from ..suggest import did_you_mean
 from . import dag
-from .errors import SelectionError
-from .suggest import did_you_mean
 
 _SELECTOR = re.compile(r"^(?P<up>\d*\+)?(?P<body>[^+]+?)(?P<down>\+\d*)?$")
 

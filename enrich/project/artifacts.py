@@ -10,8 +10,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .project import Project
-from .results import NodeResult
+from .nodes import Project
+from .run_results import NodeResult
 
 SCHEMA_VERSION = 1
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import duckdb
 
+from ..errors import ExecutionError, ProjectError, SeedError
 from . import sql
-from .errors import ExecutionError, ProjectError, SeedError
 
 MEMORY = ":memory:"
 
@@ -74,10 +74,18 @@ class Table:
 class Database:
     """One DuckDB database; :meth:`cursor` gives each worker thread its own connection."""
 
-    def __init__(self, connection: duckdb.DuckDBPyConnection, path: str) -> None:
+    def __init__(
+        self,
+        connection: duckdb.DuckDBPyConnection,
+        path: str,
+        write_lock: threading.RLock | None = None,
+    ) -> None:
         self._con = connection
         self.path = path
         self._lock = threading.Lock()
+        # Shared by every cursor of one database: the run-state writes that must not interleave
+        # (claiming requests, collecting a batch) take it, so threads never race on them.
+        self._write_lock = write_lock or threading.RLock()
 
     @classmethod
     def connect(cls, path: str | Path, memory_limit: str | None = None) -> Database:
@@ -114,7 +122,7 @@ class Database:
     def cursor(self) -> Database:
         """A connection to the same database for use in another thread."""
         with self._lock:
-            return Database(self._con.cursor(), self.path)
+            return Database(self._con.cursor(), self.path, self._write_lock)
 
     def close(self) -> None:
         """Close this connection."""
@@ -124,11 +132,15 @@ class Database:
         """Run one statement."""
         self._run(statement, params)
 
-    def fetchall(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def fetchall(
+        self, query: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> list[tuple[Any, ...]]:
         """Run a query and return its rows."""
         return self._run(query, params).fetchall()
 
-    def fetchone(self, query: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+    def fetchone(
+        self, query: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> tuple[Any, ...] | None:
         """Run a query and return its first row, if any (for queries of a row or a few)."""
         rows = self._run(query, params).fetchall()  # drained: DuckDB wants results finished
         return rows[0] if rows else None
@@ -151,6 +163,12 @@ class Database:
             self._con.execute("ROLLBACK")
             raise
         self._con.execute("COMMIT")
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """A transaction no other cursor of this database runs beside (see ``write_lock``)."""
+        with self._write_lock, self.transaction():
+            yield
 
     def relation_kind(self, name: str, schema: str | None = None) -> str | None:
         """``'view'``, ``'base table'`` or None when `name` does not exist."""

@@ -1,9 +1,14 @@
 """Talking to an OpenAI-compatible API: the only module that imports the openai SDK.
 
 :class:`BatchClient` is what enrich needs of the Files and Batches APIs, returning plain
-:class:`BatchState` records so nothing else sees SDK types. The SDK already retries 408/409/429/5xx
-with backoff (``max_retries``); enrich adds no retry layer. SDK errors become :class:`ApiError`
+:class:`BatchState` records so nothing else sees SDK types. SDK errors become :class:`ApiError`
 with a message that says what to do and never contains the key.
+
+Reads (retrieve, list, download) keep the SDK's own retries. Calls that create something (file
+upload, batch create) are made with ``max_retries=0``: the SDK sends no idempotency key, so its
+retry of a POST that reached the server creates a second object. A create that fails in a way
+that may have acted (no answer, 408/409/429/5xx) raises an ``ApiError`` with ``ambiguous=True``;
+the caller reconciles with :meth:`BatchClient.find_batch` / :meth:`BatchClient.find_file`.
 """
 
 from __future__ import annotations
@@ -15,8 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ApiError
-from .server.replies import Reply, error_reply
+from ..errors import ApiError
 
 if TYPE_CHECKING:
     import openai
@@ -25,6 +29,10 @@ if TYPE_CHECKING:
 # talk to an API start fast. It is still imported nowhere but here.
 
 DEFAULT_TIMEOUT = 600.0
+# How far the API's clock may be behind ours when looking back for a batch or file we created.
+CLOCK_SLACK = 3600.0
+# Statuses after which a create may still have happened on the server.
+_MAYBE_ACTED = frozenset({408, 409, 429})
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 
 
@@ -105,13 +113,15 @@ class BatchClient:
 
     def upload(self, path: Path) -> str:
         """Upload a JSONL file for batch use; returns its file id."""
-        with self._calling(f"uploading {path.name}"), path.open("rb") as handle:
-            return self._sdk.files.create(file=handle, purpose="batch").id
+        once = self._sdk.with_options(max_retries=0)
+        with self._calling(f"uploading {path.name}", creates=True), path.open("rb") as handle:
+            return once.files.create(file=handle, purpose="batch").id
 
     def create(self, input_file_id: str, endpoint: str, metadata: Mapping[str, str]) -> BatchState:
         """Create a batch over an uploaded file, with a 24h completion window."""
-        with self._calling("creating a batch"):
-            batch = self._sdk.batches.create(
+        once = self._sdk.with_options(max_retries=0)
+        with self._calling("creating a batch", creates=True):
+            batch = once.batches.create(
                 input_file_id=input_file_id,
                 endpoint=endpoint,  # type: ignore[arg-type]
                 completion_window="24h",
@@ -124,13 +134,27 @@ class BatchClient:
         with self._calling(f"reading batch {batch_id}", batch_id):
             return _state(self._sdk.batches.retrieve(batch_id))
 
-    def find(self, key: str, value: str, look_back: int = 2000) -> BatchState | None:
-        """The newest batch whose metadata has ``key: value``, among the last `look_back`."""
+    def find_batch(self, key: str, value: str, since: float) -> BatchState | None:
+        """The batch whose metadata has ``key: value``, looking back to `since` (unix seconds).
+
+        Batches are listed newest first, a page at a time, until one was created before `since`
+        (less :data:`CLOCK_SLACK`), however many batches the account holds.
+        """
         with self._calling("listing batches"):
-            for seen, batch in enumerate(self._sdk.batches.list(limit=100)):
+            for batch in self._sdk.batches.list(limit=100):
                 if (batch.metadata or {}).get(key) == value:
                     return _state(batch)
-                if seen >= look_back:
+                if batch.created_at < since - CLOCK_SLACK:
+                    return None
+        return None
+
+    def find_file(self, filename: str, since: float) -> str | None:
+        """The id of a batch input file named `filename`, uploaded since `since` (unix seconds)."""
+        with self._calling("listing files"):
+            for item in self._sdk.files.list(purpose="batch", order="desc", limit=1000):
+                if item.filename == filename:
+                    return item.id
+                if item.created_at < since - CLOCK_SLACK:
                     return None
         return None
 
@@ -169,19 +193,29 @@ class BatchClient:
         return answer if isinstance(answer, dict) else {}
 
     @contextmanager
-    def _calling(self, doing: str, batch_id: str | None = None) -> Iterator[None]:
+    def _calling(
+        self, doing: str, batch_id: str | None = None, creates: bool = False
+    ) -> Iterator[None]:
         import httpx2  # the SDK's transport: a streamed download can fail outside its calls
         import openai
 
         try:
             yield
         except openai.OpenAIError as err:
-            raise _api_error(err, doing, self.base_url, batch_id) from err
+            error = _api_error(err, doing, self.base_url, batch_id)
+            error.ambiguous = creates and (error.status is None or _maybe_acted(error.status))
+            raise error from err
         except httpx2.TransportError as err:  # e.g. the connection dropped mid-download
-            raise ApiError(
+            error = ApiError(
                 f"the connection to {self.base_url} failed while {doing} "
                 f"({err.__class__.__name__}); run again: nothing sent is lost"
-            ) from err
+            )
+            error.ambiguous = creates
+            raise error from err
+
+
+def _maybe_acted(status: int) -> bool:
+    return status >= 500 or status in _MAYBE_ACTED
 
 
 def _state(batch: Any) -> BatchState:
@@ -233,39 +267,35 @@ def _api_error(
     return ApiError(f"{doing} failed: {err}")
 
 
-def forwarder(
-    base_url: str, api_key: str | None
-) -> Callable[[str, Mapping[str, Any], float], Reply]:
-    """A responder that sends each request to an upstream OpenAI-compatible server."""
-    client = make_client(base_url, api_key or "none")
+def post_raw(base_url: str, api_key: str | None) -> Callable[[str, Mapping[str, Any]], RawReply]:
+    """A function posting a body to a path of an OpenAI-compatible server, once, and returning
+    its status and JSON body whatever they are; an unreachable server is status 0."""
+    client = make_client(base_url, api_key or "none", max_retries=0)
 
-    def respond(url: str, body: Mapping[str, Any], now: float) -> Reply:
+    def post(url: str, body: Mapping[str, Any]) -> RawReply:
         import openai
 
-        path = url.removeprefix("/v1")
         try:
-            answer = client.post(path, body=dict(body), cast_to=object)
+            answer = client.post(url.removeprefix("/v1"), body=dict(body), cast_to=object)
         except openai.APIStatusError as err:
-            return Reply(err.status_code, _error_json(err))
+            return RawReply(err.status_code, _error_json(err))
         except openai.APIConnectionError as err:
-            return error_reply(
-                502,
-                f"Upstream {base_url} could not be reached: {err}",
-                None,
-                "upstream_unreachable",
-            )
-        return Reply(200, answer if isinstance(answer, dict) else {"result": answer})
+            return RawReply(0, {"error": {"message": f"{base_url} could not be reached: {err}"}})
+        return RawReply(200, answer)
 
-    return respond
+    return post
 
 
-def _error_json(err: openai.APIStatusError) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RawReply:
+    """What an upstream server answered: its HTTP status (0: no answer) and its JSON body."""
+
+    status: int
+    body: Any
+
+
+def _error_json(err: openai.APIStatusError) -> Any:
     try:
-        body = err.response.json()
+        return err.response.json()
     except ValueError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        return body
-    return {
-        "error": {"message": err.message, "type": "upstream_error", "param": None, "code": None}
-    }
+        return {"error": {"message": err.message}}

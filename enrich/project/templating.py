@@ -12,7 +12,7 @@ from typing import Any
 
 import jinja2
 
-from .errors import ProjectError
+from ..errors import ProjectError
 
 _MISSING = object()
 _CONFIG_CALL = re.compile(r"\{\{-?\s*config\s*\(.*?\}\}", re.DOTALL)

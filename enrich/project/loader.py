@@ -6,21 +6,20 @@ here, before anything runs, so a mistake anywhere stops the run before it starts
 
 from __future__ import annotations
 
-import hashlib
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import dag, sql
-from .batch_requests import BatchSettings
-from .costs import DEFAULT_PRICES, Price
-from .errors import DependencyError, ProjectError
+from ..batch.costs import DEFAULT_PRICES, Price
+from ..batch.request_lines import BatchSettings
+from ..batch.spec import ENRICH_KEYS, EnrichSpec, resolve
+from ..errors import DependencyError, ProjectError
+from ..suggest import did_you_mean
+from ..warehouse import sql
+from . import dag
 from .materializations import COMMON_CONFIG, MATERIALIZATIONS
-from .selector import NodeInfo
-from .spec import ENRICH_KEYS, EnrichSpec, resolve
-from .suggest import did_you_mean
+from .nodes import Model, ModelConfig, Project, Seed, SeedSettings, Settings, Source
 from .templating import Relations, render
 
 SETTINGS_KEYS = frozenset(
@@ -40,126 +39,18 @@ SETTINGS_KEYS = frozenset(
     }
 )
 BATCH_KEYS = frozenset(
-    {"max_lines", "max_bytes", "enqueued_tokens", "poll_min_seconds", "poll_max_seconds"}
+    {
+        "max_lines",
+        "max_bytes",
+        "enqueued_tokens",
+        "poll_min_seconds",
+        "poll_max_seconds",
+        "token_limit_wait_seconds",
+    }
 )
 PRICE_KEYS = frozenset({"input", "output"})
 SEED_KEYS = frozenset({"column_types", "delimiter"})
 SOURCE_KEYS = frozenset({"schema", "tables"})
-
-
-@dataclass(frozen=True)
-class SeedSettings:
-    """How one seed CSV is read."""
-
-    column_types: Mapping[str, str] = field(default_factory=dict)  # column → DuckDB type
-    delimiter: str = ","
-
-
-@dataclass(frozen=True)
-class Source:
-    """Tables that exist in the database but are not built by enrich (dbt's sources)."""
-
-    name: str
-    schema: str
-    tables: tuple[str, ...] = ()  # empty: any table of the schema
-
-
-@dataclass(frozen=True)
-class Settings:
-    """``[tool.enrich]`` of pyproject.toml, with every default filled in."""
-
-    root: Path
-    database: str = "enrich.duckdb"  # relative to root, or ":memory:"
-    models_dir: str = "models"
-    seeds_dir: str = "seeds"
-    target_dir: str = "target"
-    vars: Mapping[str, Any] = field(default_factory=dict)
-    sources: Mapping[str, Source] = field(default_factory=dict)
-    seeds: Mapping[str, SeedSettings] = field(default_factory=dict)
-    defaults: Mapping[str, Any] = field(default_factory=dict)  # config of every enrich model
-    prices: Mapping[str, Price] = field(default_factory=lambda: dict(DEFAULT_PRICES))
-    batch: BatchSettings = field(default_factory=BatchSettings)
-    max_cost_usd: float | None = None
-    memory_limit: str | None = None  # DuckDB's memory_limit for runs, e.g. "1GB"; spills beyond
-
-    @property
-    def database_path(self) -> str:
-        """Where the DuckDB database is: a path, or ``:memory:``."""
-        return self.database if self.database == ":memory:" else str(self.root / self.database)
-
-    @property
-    def target_path(self) -> Path:
-        """The folder run artifacts are written to."""
-        return self.root / self.target_dir
-
-
-@dataclass(frozen=True)
-class Seed:
-    """A CSV file loaded into a table named after it."""
-
-    name: str
-    path: str  # relative to the project root
-    settings: SeedSettings
-
-    def content_hash(self, root: Path) -> str:
-        """sha256 over the file's bytes and the settings it is loaded with."""
-        digest = hashlib.sha256((root / self.path).read_bytes())
-        digest.update(
-            repr((sorted(self.settings.column_types.items()), self.settings.delimiter)).encode()
-        )
-        return digest.hexdigest()
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """A model's ``config(...)``; `options` holds the keys its materialization adds."""
-
-    materialized: str = "view"
-    tags: tuple[str, ...] = ()
-    dialect: str = sql.DUCKDB
-    enabled: bool = True
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Model:
-    """One SQL model: its rendered DuckDB query, config and dependencies."""
-
-    name: str
-    path: str  # relative to the project root
-    sql: str  # rendered and, when written in another dialect, transpiled to DuckDB
-    config: ModelConfig
-    depends_on: frozenset[str]  # model and seed names, from ref() and tables named directly
-    sources: tuple[tuple[str, str], ...] = ()
-    enrich: EnrichSpec | None = None  # what an enrich model sends, resolved from its config
-
-
-@dataclass(frozen=True)
-class Project:
-    """Everything :func:`load_project` read."""
-
-    settings: Settings
-    seeds: Mapping[str, Seed]
-    models: Mapping[str, Model]
-
-    def graph(self) -> dict[str, set[str]]:
-        """Node → the nodes it depends on, seeds included."""
-        graph: dict[str, set[str]] = {name: set() for name in self.seeds}
-        graph.update({name: set(model.depends_on) for name, model in self.models.items()})
-        return graph
-
-    def node_info(self) -> dict[str, NodeInfo]:
-        """What selectors match on, per node."""
-        info = {name: NodeInfo((), seed.path) for name, seed in self.seeds.items()}
-        info.update({n: NodeInfo(m.config.tags, m.path) for n, m in self.models.items()})
-        return info
-
-    def model(self, name: str) -> Model:
-        """The model called `name`, or a DependencyError that suggests a close name."""
-        if name not in self.models:
-            hint = did_you_mean(name, self.models)
-            raise DependencyError(f"no model named {name!r}{hint}; run 'enrich ls' to list them")
-        return self.models[name]
 
 
 def load_project(path: str | Path = ".") -> Project:
@@ -298,6 +189,9 @@ def _batch(table: Mapping[str, Any]) -> BatchSettings:
         enqueued_tokens=dict(tokens),
         poll_min_seconds=float(limits["poll_min_seconds"] or defaults.poll_min_seconds),
         poll_max_seconds=float(limits["poll_max_seconds"] or defaults.poll_max_seconds),
+        token_limit_wait_seconds=float(
+            limits["token_limit_wait_seconds"] or defaults.token_limit_wait_seconds
+        ),
     )
 
 

@@ -18,16 +18,15 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import sql, tokens
-from .db import Database
-from .errors import ProjectError
+from ..errors import ProjectError
+from ..suggest import did_you_mean
+from ..warehouse import sql
+from ..warehouse.db import Database
+from . import tokens
+from .lifecycle import CLAIMABLE, Rules
 from .spec import EnrichSpec
-from .suggest import did_you_mean
-
-if TYPE_CHECKING:
-    from .project import Model
 
 _PLAN = """
 CREATE OR REPLACE TEMP TABLE enrich_rows AS
@@ -81,20 +80,18 @@ SELECT {row_key}, count(*) OVER (), tokens FROM enrich_rows WHERE tokens > ? ORD
 # What to send: one row per distinct request (when rows repeat a request, the row with the
 # smallest key stands for it), less those the ledger says are answered, in a batch or out of
 # attempts. An anti join keeps the ledger's columns out of reach of the model's key names.
-_SENDS = """
+_SENDS = (
+    """
 CREATE OR REPLACE TEMP TABLE enrich_sends AS
 SELECT request_hash, tokens, {row_key} AS row_key, {row_part} AS part,
-       strlen(part) + ? AS line_bytes
+       strlen(part) + $overhead AS line_bytes
 FROM enrich_rows
-ANTI JOIN (
-    SELECT request_hash FROM _enrich.requests AS q
-    WHERE q.status IN ('submitting', 'submitted')
-       OR NOT ((q.answer IS NULL AND q.attempts < ?
-                AND (q.status <> 'failed' OR q.run_id IS DISTINCT FROM ?))
-               OR (? AND q.run_id IS DISTINCT FROM ?))
-) USING (request_hash)
+ANTI JOIN (SELECT request_hash FROM _enrich.requests AS q WHERE NOT """
+    + CLAIMABLE
+    + """) USING (request_hash)
 WHERE {first_of_its_request}
 """
+)
 
 # Counting distinct 64-bit hashes is twice as fast as distinct strings, and exact where it matters:
 # equal requests always hash alike; a rare collision only takes the slower, exact path.
@@ -139,10 +136,14 @@ ORDER BY first
 # writes each value as it is, and a JSON line never holds a raw newline or control character.
 _LINES = """
 COPY (
-    SELECT concat('{"custom_id":"', request_hash, ?, part, ?)
-    FROM enrich_sends WHERE rowid BETWEEN ? AND ?
+    SELECT concat('{{"custom_id":"', request_hash, ?, part, ?)
+    FROM enrich_sends WHERE rowid BETWEEN ? AND ? {claimed}
 ) TO ? (FORMAT CSV, HEADER false, QUOTE '', ESCAPE '')
 """
+
+# Only the requests a submission claimed: another model or thread may hold some of the shard's.
+_CLAIMED_BY = """AND request_hash IN (
+    SELECT request_hash FROM _enrich.requests WHERE submission_id = ?)"""
 
 _COUNTS = """
 SELECT count(*),
@@ -167,6 +168,9 @@ class BatchSettings:
     enqueued_tokens: Mapping[str, int] = field(default_factory=lambda: {"default": 2_000_000})
     poll_min_seconds: float = 1.0
     poll_max_seconds: float = 60.0
+    # How long the enqueued-token limit may keep refusing us, with nothing of ours in flight,
+    # before the model stops and says so.
+    token_limit_wait_seconds: float = 3600.0
 
     def token_limit(self, model: str) -> int:
         """The enqueued-token budget of one model."""
@@ -247,10 +251,10 @@ def frame(spec: EnrichSpec, row_system: bool) -> Frame:
     return Frame(before, after, digest, system_tokens)
 
 
-def plan_rows(db: Database, model: Model, spec: EnrichSpec, limit: int | None = None) -> Frame:
+def plan_rows(db: Database, query: str, spec: EnrichSpec, limit: int | None = None) -> Frame:
     """Run the model's query (its first `limit` rows) into ``enrich_rows``: key, prompt parts,
     request hash, estimated tokens. Returns the frame every line of this model shares."""
-    columns = dict(db.describe(model.sql))
+    columns = dict(db.describe(query))
     _require_columns(spec, columns)
     row_system = spec.system_prompt_column in columns
     shared = frame(spec, row_system)
@@ -261,7 +265,7 @@ def plan_rows(db: Database, model: Model, spec: EnrichSpec, limit: int | None = 
         system=_system(spec, row_system),
         images=_images(spec, columns),
         row_tokens=sql.Raw(spec.endpoint.row_tokens),
-        query=sql.Raw(model.sql if limit is None else sql.limited(model.sql)),
+        query=sql.Raw(query if limit is None else sql.limited(query)),
     )
     system = [spec.system_prompt] if row_system else []
     limits = [] if limit is None else [limit]
@@ -332,18 +336,13 @@ def _problem(template: str, found: tuple[Any, ...]) -> str:
 
 
 def plan_sends(
-    db: Database,
-    spec: EnrichSpec,
-    shared: Frame,
-    batch: BatchSettings,
-    run_id: str,
-    full_refresh: bool,
+    db: Database, spec: EnrichSpec, shared: Frame, batch: BatchSettings, rules: Rules
 ) -> list[Shard]:
     """Fill ``enrich_sends`` with the distinct requests to send now, split into shards.
 
-    Sent: requests never seen; those retried after a transient error, while attempts remain;
-    those that failed in an earlier run (a later run retries them); with `full_refresh`,
-    everything this run (`run_id`) has not sent yet. Never: requests already in a batch.
+    Sent: the requests :data:`~enrich.batch.lifecycle.CLAIMABLE` under `rules`: never seen;
+    retried after a transient error, while attempts remain; failed in an earlier run; with a full
+    refresh, everything this run has not sent yet. Never: requests already in a batch.
     A request too large for a batch file stops the model here, before anything is sent.
     """
     first = sql.Raw("true")
@@ -355,7 +354,7 @@ def plan_sends(
         row_key=_row_key(spec),
         first_of_its_request=first,
     )
-    db.execute(statement, [shared.overhead, spec.max_attempts, run_id, full_refresh, run_id])
+    db.execute(statement, {"overhead": shared.overhead, **rules.params()})
     found = db.fetchone(_TOO_LARGE, [batch.max_bytes])
     if found is not None:
         raise ProjectError(
@@ -375,12 +374,24 @@ def plan_sends(
     ]
 
 
-def write_shard(db: Database, shared: Frame, shard: Shard, path: Path) -> Path:
-    """Write one shard as a Batch API input file (JSONL), streamed from DuckDB to disk."""
+def write_shard(
+    db: Database, shared: Frame, shard: Shard, path: Path, claimed_by: str | None = None
+) -> Path:
+    """Write one shard as a Batch API input file (JSONL), streamed from DuckDB to disk; with
+    `claimed_by`, only the requests that submission holds."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    db.execute(_LINES, [shared.before_part, shared.after_part, shard.first, shard.last, str(tmp)])
-    tmp.replace(path)
+    claimed = sql.Raw(_CLAIMED_BY if claimed_by else "")
+    statement = sql.fill(_LINES, claimed=claimed)
+    only = [claimed_by] if claimed_by else []
+    try:
+        db.execute(
+            statement,
+            [shared.before_part, shared.after_part, shard.first, shard.last, *only, str(tmp)],
+        )
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

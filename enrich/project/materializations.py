@@ -7,55 +7,19 @@ materializer) is one more entry.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any
 
-from .db import Database
-from .spec import ENRICH_KEYS
-
-if TYPE_CHECKING:
-    from .client import ApiConfig
-    from .project import Model, Project
+from ..batch import pipeline
+from ..batch.options import EnrichOptions, utc_now
+from ..batch.session import Job
+from ..batch.spec import ENRICH_KEYS
+from ..warehouse.db import Database
+from .nodes import Model, Project
 
 COMMON_CONFIG = frozenset({"materialized", "tags", "dialect", "enabled"})
-
-
-def utc_now() -> datetime:
-    """The wall clock, in UTC."""
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class EnrichEvent:
-    """Something an enrich model did that a person watching would want to know."""
-
-    node: str
-    message: str
-    batch_id: str | None = None
-    status: str | None = None
-    completed: int = 0
-    failed: int = 0
-    total: int = 0
-
-
-@dataclass(frozen=True)
-class EnrichOptions:
-    """How enrich models talk to the API in this run; clocks and sleeps are injectable."""
-
-    api: ApiConfig | None = None  # None: OPENAI_BASE_URL / OPENAI_API_KEY, read when needed
-    wait: bool = True  # follow batches to the end; False: submit, collect what is done, return
-    dry_run: bool = False
-    max_cost_usd: float | None = None  # overrides the max_cost_usd setting
-    poll_seconds: tuple[float, float] | None = None  # overrides [tool.enrich.batch] backoff
-    sleep: Callable[[float], None] = time.sleep
-    on_event: Callable[[EnrichEvent], None] | None = None
-    # Called with the name of each step as it completes (see enrichment.STEPS): crash tests stop
-    # the process at exact points through it.
-    on_step: Callable[[str], None] | None = None
-    run_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -78,7 +42,7 @@ class Outcome:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-Build = Callable[["Model", BuildContext], Outcome]
+Build = Callable[[Model, BuildContext], Outcome]
 
 
 @dataclass(frozen=True)
@@ -104,9 +68,25 @@ def build_table(model: Model, ctx: BuildContext) -> Outcome:
 
 def build_enrich(model: Model, ctx: BuildContext) -> Outcome:
     """Send the model's rows through the Batch API and build a table of the answers."""
-    from .enrichment import build  # enrichment builds on this module's types
+    done = pipeline.build(
+        enrich_job(model, ctx.project), ctx.db, ctx.options, ctx.full_refresh, ctx.clock
+    )
+    return Outcome(done.rows, done.message, done.figures)
 
-    return build(model, ctx)
+
+def enrich_job(model: Model, project: Project) -> Job:
+    """What the batch pipeline needs to know of an enrich model and its project."""
+    assert model.enrich is not None  # load_project resolves it for every enrich model
+    settings = project.settings
+    return Job(
+        name=model.name,
+        sql=model.sql,
+        spec=model.enrich,
+        batch=settings.batch,
+        prices=settings.prices,
+        max_cost_usd=settings.max_cost_usd,
+        folder=settings.target_path / "enrich" / model.name,
+    )
 
 
 MATERIALIZATIONS: Mapping[str, Materialization] = {

@@ -17,19 +17,18 @@ absent from both files                          retry       ``missing``
 ==============================================  ==========  ================================
 
 ``retry`` is sent again in the same run while attempts remain; ``failed`` is retried by a later
-run, up to ``max_attempts``.
+run, up to ``max_attempts``. :mod:`enrich.batch.lifecycle` applies these to the ledger.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import sql
-from .db import Database
+from ..warehouse import sql
+from ..warehouse.db import Database
 from .spec import EnrichSpec
 
 _ERROR = "STRUCT(code VARCHAR, message VARCHAR)"
@@ -85,34 +84,6 @@ _REPEATED = "SELECT count(*) > count(DISTINCT hash(request_hash)) FROM enrich_re
 _DEDUPLICATE = """
 DELETE FROM enrich_results WHERE rowid NOT IN (
     SELECT arg_max(rowid, status = 'succeeded') FROM enrich_results GROUP BY request_hash)
-"""
-
-_MERGE = """
-UPDATE _enrich.requests AS q SET
-    status = CASE WHEN r.status = 'retry' AND q.attempts >= ? THEN 'failed' ELSE r.status END,
-    error_code = r.error_code,
-    error_message = r.error_message,
-    answer = CASE WHEN r.status = 'succeeded' THEN r.answer ELSE q.answer END,
-    prompt_tokens = CASE WHEN r.status = 'succeeded' THEN r.prompt_tokens ELSE q.prompt_tokens END,
-    completion_tokens = CASE WHEN r.status = 'succeeded' THEN r.completion_tokens
-                             ELSE q.completion_tokens END,
-    finished_at = CASE WHEN r.status = 'succeeded' THEN ? ELSE q.finished_at END,
-    run_id = ?,
-    updated_at = ?
-FROM enrich_results AS r
-WHERE q.request_hash = r.request_hash AND q.submission_id = ? AND q.status = 'submitted'
-"""
-
-_SENT = "SELECT lines FROM _enrich.batches WHERE submission_id = ?"
-
-_MISSING = """
-UPDATE _enrich.requests SET
-    status = CASE WHEN attempts >= ? THEN 'failed' ELSE 'retry' END,
-    error_code = 'missing',
-    error_message = 'absent from the batch output and error files',
-    run_id = ?,
-    updated_at = ?
-WHERE submission_id = ? AND status = 'submitted'
 """
 
 _TARGET = """
@@ -176,20 +147,6 @@ def _checks(spec: EnrichSpec) -> tuple[sql.Raw, sql.Raw, list[Any]]:
         cast = "try(answer::JSON::" + spec.endpoint.answer_type + ")"
         return sql.Raw(cast), sql.Raw("parsed IS NOT NULL"), []
     return sql.Raw("NULL"), sql.Raw("true"), []
-
-
-def merge_results(
-    db: Database, spec: EnrichSpec, submission_id: str, now: datetime, loaded: bool, run_id: str
-) -> None:
-    """Apply ``enrich_results`` (if `loaded`) to a submission's requests; the rest are missing."""
-    merged = 0
-    if loaded:
-        row = db.fetchone(_MERGE, [spec.max_attempts, now, run_id, now, submission_id])
-        merged = int(row[0]) if row else 0
-    # Looking for the missing scans every request; skip it when every line came back.
-    sent = db.fetchone(_SENT, [submission_id])
-    if sent is None or sent[0] is None or merged < int(sent[0]):
-        db.execute(_MISSING, [spec.max_attempts, run_id, now, submission_id])
 
 
 def build_target(db: Database, spec: EnrichSpec, existed: bool) -> int:

@@ -1,0 +1,132 @@
+"""Reading a batch's state and, once it has ended, bringing its answers into the ledger.
+
+A batch that ran (completed, expired, cancelled) has its output and error files streamed to disk,
+read and classified (:mod:`.answers`), and merged in one transaction under the write lock; its
+uploaded input file and local files are then deleted. A batch the API refused at validation is
+:func:`refused`: lines it blames fail; the rest go back uncounted and are sent again, except when
+nothing can be blamed on a line (a file-level error), which stops the model with the API's words.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import ApiError
+from . import answers, lifecycle
+from .client import BatchState
+from .lifecycle import Submission
+from .session import Session
+
+TOKEN_LIMIT = "token_limit_exceeded"
+
+
+def observe(session: Session, record: Submission, state: BatchState) -> bool:
+    """Mirror a batch's state in the ledger; True when it changed since last seen."""
+    row = session.db.fetchone(
+        "SELECT status, completed, failed FROM _enrich.batches WHERE submission_id = ?",
+        [record.submission_id],
+    )
+    if row is not None and tuple(row) == (state.status, state.completed, state.failed):
+        return False
+    errors = json.dumps(list(state.errors)) if state.errors else None
+    seen = lifecycle.Seen(
+        state.status,
+        state.completed,
+        state.failed,
+        state.output_file_id,
+        state.error_file_id,
+        errors,
+    )
+    lifecycle.seen(session.db, record.submission_id, seen, session.clock())
+    session.step("state_recorded")
+    session.report(state, state.status)
+    return True
+
+
+def ready(state: BatchState) -> bool:
+    """The batch has ended and its files can be read."""
+    # Completed batches can show output_file_id null for a while before the file is attached.
+    attached = not (state.status == "completed" and state.completed and not state.output_file_id)
+    return state.done and attached
+
+
+def collect(session: Session, record: Submission, state: BatchState) -> None:
+    """Bring an ended batch's answers into the ledger, once."""
+    if state.status == "failed":
+        refused(session, record, state)
+        return
+    client, folder = session.api(), Path(record.input_path).parent
+    files = [
+        client.download(file_id, folder / f"{state.id}-{kind}.jsonl")
+        for kind, file_id in (("output", state.output_file_id), ("errors", state.error_file_id))
+        if file_id
+    ]
+    session.step("downloaded")
+    if files:
+        answers.load_results(session.db, session.spec, files)
+    done = lifecycle.collect(
+        session.db,
+        record,
+        session.clock(),
+        session.rules,
+        bool(files),
+        midway=lambda: session.step("half_merged"),
+    )
+    session.step("merged")
+    if done:
+        session.report(state, "collected")
+    _clean_up(session, record, files)
+
+
+def refused(session: Session, record: Submission, state: BatchState) -> None:
+    """The API refused the batch at validation; nothing in it ran."""
+    now, codes = session.clock(), {str(e.get("code")) for e in state.errors}
+    blamed = _blamed_lines(Path(record.input_path), state)
+    if TOKEN_LIMIT in codes:
+        blamed = []
+    lifecycle.refuse(session.db, record.submission_id, now, session.options.run_id, blamed)
+    _delete_upload(session, record)
+    if TOKEN_LIMIT in codes:
+        Path(record.input_path).unlink(missing_ok=True)
+        session.refused_for_tokens(now)
+        session.say(f"batch {state.id}: enqueued-token limit reached; resubmitting later")
+        return
+    described = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in state.errors[:3])
+    if not blamed:
+        raise ApiError(
+            f"{session.spec.path}: batch {state.id} was refused at validation, not for any one "
+            f"line: {described or 'no reason given'}. Nothing ran and nothing was charged; its "
+            f"input file is kept at {record.input_path}: fix what the API names and run again"
+        )
+    Path(record.input_path).unlink(missing_ok=True)
+    session.say(f"batch {state.id}: {len(blamed)} line(s) failed validation: {described}")
+
+
+def _blamed_lines(path: Path, state: BatchState) -> list[tuple[str, str, str]]:
+    wanted = {int(e["line"]): e for e in state.errors if isinstance(e.get("line"), int)}
+    if not wanted or not path.is_file():
+        return []
+    blamed = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if number in wanted:
+                error = wanted[number]
+                custom_id = json.loads(line)["custom_id"]
+                blamed.append((custom_id, str(error.get("code")), str(error.get("message"))))
+    return blamed
+
+
+def _clean_up(session: Session, record: Submission, files: list[Path]) -> None:
+    _delete_upload(session, record)
+    for path in [Path(record.input_path), *files]:
+        path.unlink(missing_ok=True)
+
+
+def _delete_upload(session: Session, record: Submission) -> None:
+    if record.input_file_id is None:
+        return
+    try:
+        session.api().delete_file(record.input_file_id)
+    except ApiError as err:
+        session.say(f"could not delete uploaded file {record.input_file_id}: {err}")

@@ -1,0 +1,106 @@
+"""Following a model's batches to the end: submit what fits, poll with capped backoff, collect
+what ended, plan again. Every wait is bounded.
+
+Shards go out while the model's enqueued-token budget allows. A batch the token limit refused
+is sent again once this model's batches in flight finish, or, with none in flight, after a
+backoff that doubles up to the poll maximum; refused for longer than ``token_limit_wait_seconds``
+the model stops and says so. Submissions of other models or threads holding this model's requests
+are followed and collected too: the ledger shares answers by request hash.
+"""
+
+from __future__ import annotations
+
+from ..errors import ApiError
+from . import ledger, lifecycle, request_lines
+from .collection import collect, observe, ready
+from .lifecycle import Submission
+from .request_lines import Shard
+from .session import Session
+from .submission import submit
+
+_ACCEPTED = frozenset(
+    {"in_progress", "finalizing", "completed", "expired", "cancelling", "cancelled"}
+)
+
+
+def follow(session: Session) -> None:
+    """Submit, poll and collect until nothing is left to send or in flight (or once, without
+    waiting)."""
+    low, high = session.poll_bounds
+    delay = low
+    while True:
+        _submit_fitting(session)
+        changed, collected = _poll(session)
+        if collected:
+            session.shards = choose(session)
+        waiting = _waiting_on(session)
+        if not waiting and not session.shards:
+            return
+        if not session.options.wait:
+            if waiting:
+                session.say(f"{len(waiting)} batch(es) in flight; run again to collect them")
+            return
+        _check_token_wait(session)
+        session.options.sleep(delay)
+        delay = low if changed else min(delay * 2, high)
+
+
+def choose(session: Session) -> list[Shard]:
+    """The requests to send now, in shards (see :func:`request_lines.plan_sends`)."""
+    assert session.frame is not None
+    return request_lines.plan_sends(
+        session.db, session.spec, session.frame, session.job.batch, session.rules
+    )
+
+
+def _submit_fitting(session: Session) -> None:
+    limit = session.job.batch.token_limit(session.spec.model)
+    while session.shards:
+        in_flight = ledger.tokens_in_flight(session.db, session.spec.model)
+        if not _may_submit(session, session.shards[0], in_flight, limit):
+            return
+        submit(session, session.shards.pop(0))
+
+
+def _may_submit(session: Session, shard: Shard, in_flight: int, limit: int) -> bool:
+    if session.blocked_since is None:
+        return not in_flight or in_flight + shard.tokens <= limit
+    if in_flight:  # refused: let ours finish first
+        return False
+    return session.retry_at is None or session.clock() >= session.retry_at
+
+
+def _poll(session: Session) -> tuple[bool, bool]:
+    changed = collected = False
+    for record in _waiting_on(session):
+        if record.batch_id is None:
+            continue  # another thread is creating it
+        state = session.api().retrieve(record.batch_id)
+        if record.batch_id not in session.batch_ids:
+            session.batch_ids.append(record.batch_id)
+        if state.status in _ACCEPTED and record.node == session.job.name:
+            session.accepted()
+        changed = observe(session, record, state) or changed
+        if ready(state):
+            collect(session, record, state)
+            changed = collected = True
+    return changed, collected
+
+
+def _waiting_on(session: Session) -> list[Submission]:
+    open_now = ledger.open_submissions(session.db, session.job.name)
+    return [s for s in open_now if s.status != lifecycle.UNRESOLVED]
+
+
+def _check_token_wait(session: Session) -> None:
+    since, limit = session.blocked_since, session.job.batch.token_limit_wait_seconds
+    if since is None or not session.shards:
+        return
+    waited = (session.clock() - since).total_seconds()
+    if waited > limit:
+        raise ApiError(
+            f"{session.spec.path}: the API's enqueued-token limit for {session.spec.model} kept "
+            f"refusing batches for {waited:.0f} s (token_limit_wait_seconds = {limit:.0f}); "
+            "nothing refused was charged. Run again later, or lower [tool.enrich.batch] "
+            "enqueued_tokens to send smaller batches"
+        )

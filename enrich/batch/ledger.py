@@ -1,0 +1,235 @@
+"""Run state kept in the project's own DuckDB file, in schema ``_enrich``: its tables and what
+enrich reads of them.
+
+The schema changes only through :data:`MIGRATIONS`, an ordered list of named steps; each is applied
+once and recorded in ``_enrich.migrations``. Statuses change only through
+:mod:`enrich.batch.lifecycle`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+
+from ..warehouse import sql
+from ..warehouse.db import Database
+from .lifecycle import Submission
+
+Migration = tuple[str, Callable[[Database], None]]
+
+
+def _create_schema(db: Database) -> None:
+    db.execute("CREATE SCHEMA IF NOT EXISTS _enrich")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS _enrich.migrations"
+        " (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)"
+    )
+
+
+def _create_seeds(db: Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE _enrich.seeds (
+            name VARCHAR PRIMARY KEY,  -- the seed's table
+            content_hash VARCHAR NOT NULL,  -- sha256 of the CSV bytes and its load settings
+            rows BIGINT,
+            loaded_at TIMESTAMP
+        )
+        """
+    )
+
+
+def _create_requests(db: Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE _enrich.requests (
+            -- sha256 of what is sent; also the custom_id. Unique, but not a PRIMARY KEY: DuckDB
+            -- keeps indexes in memory, and a million-row model must not need that.
+            request_hash VARCHAR NOT NULL,
+            node VARCHAR NOT NULL,  -- the enrich model that last sent it
+            endpoint VARCHAR NOT NULL,
+            model VARCHAR NOT NULL,
+            row_key VARCHAR,  -- one source row's key, as JSON, for people reading failures
+            status VARCHAR NOT NULL,  -- see enrich.batch.lifecycle
+            attempts INTEGER NOT NULL DEFAULT 0,  -- batches it was part of
+            submission_id VARCHAR,
+            batch_id VARCHAR,
+            error_code VARCHAR,
+            error_message VARCHAR,
+            answer VARCHAR,  -- the last successful answer: JSON text, plain text or a vector
+            prompt_tokens BIGINT,
+            completion_tokens BIGINT,
+            estimated_tokens BIGINT,
+            run_id VARCHAR,  -- the run that last sent or classified it
+            updated_at TIMESTAMP,
+            finished_at TIMESTAMP  -- when the answer in `answer` arrived
+        )
+        """
+    )
+
+
+def _create_batches(db: Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE _enrich.batches (
+            submission_id VARCHAR PRIMARY KEY,  -- made before upload; in the batch's metadata
+            node VARCHAR NOT NULL,
+            model VARCHAR NOT NULL,
+            endpoint VARCHAR NOT NULL,
+            shard_hash VARCHAR NOT NULL,  -- identifies the shard's set of requests
+            base_url VARCHAR,  -- where it was sent; never the key
+            input_path VARCHAR,
+            input_file_id VARCHAR,
+            batch_id VARCHAR,
+            status VARCHAR NOT NULL,  -- see enrich.batch.lifecycle
+            lines BIGINT,
+            estimated_tokens BIGINT,
+            completed BIGINT,
+            failed BIGINT,
+            output_file_id VARCHAR,
+            error_file_id VARCHAR,
+            errors VARCHAR,  -- the batch's own errors (validation, token limit), as JSON
+            created_at TIMESTAMP,
+            updated_at TIMESTAMP,
+            collected_at TIMESTAMP  -- answers merged; nothing left to do with this batch
+        )
+        """
+    )
+
+
+def _create_runs(db: Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE _enrich.runs (
+            run_id VARCHAR,
+            node VARCHAR,
+            started_at TIMESTAMP,
+            finished_at TIMESTAMP,
+            rows BIGINT,
+            requests_submitted BIGINT,
+            rows_cached BIGINT,
+            rows_succeeded BIGINT,
+            rows_failed BIGINT,
+            rows_pending BIGINT,
+            prompt_tokens BIGINT,
+            completion_tokens BIGINT,
+            estimated_cost_usd DOUBLE,
+            cost_usd DOUBLE,
+            PRIMARY KEY (run_id, node)
+        )
+        """
+    )
+
+
+def _batches_run_id(db: Database) -> None:
+    # Recovery settles only submissions of earlier runs: one of this run may be mid-create.
+    db.execute("ALTER TABLE _enrich.batches ADD COLUMN run_id VARCHAR")
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    ("m001_create_schema", _create_schema),
+    ("m002_seeds", _create_seeds),
+    ("m003_requests", _create_requests),
+    ("m004_batches", _create_batches),
+    ("m005_runs", _create_runs),
+    ("m006_batches_run_id", _batches_run_id),
+)
+
+
+def migrate(db: Database) -> list[str]:
+    """Apply the migrations this database has not had yet; return their names."""
+    _create_schema(db)
+    applied = {row[0] for row in db.fetchall("SELECT name FROM _enrich.migrations")}
+    done: list[str] = []
+    for name, step in MIGRATIONS:
+        if name in applied:
+            continue
+        with db.transaction():
+            step(db)
+            db.execute("INSERT INTO _enrich.migrations VALUES (?, ?)", [name, datetime.now()])
+        done.append(name)
+    return done
+
+
+def seed_hash(db: Database, name: str) -> str | None:
+    """The content hash a seed was last loaded with, if it was."""
+    row = db.fetchone("SELECT content_hash FROM _enrich.seeds WHERE name = ?", [name])
+    return None if row is None else str(row[0])
+
+
+def record_seed(db: Database, name: str, content_hash: str, rows: int, now: datetime) -> None:
+    """Remember that seed `name` was loaded from content `content_hash`."""
+    db.execute(
+        "INSERT OR REPLACE INTO _enrich.seeds VALUES (?, ?, ?, ?)", [name, content_hash, rows, now]
+    )
+
+
+_OPEN = """
+SELECT {columns} FROM _enrich.batches AS b
+WHERE collected_at IS NULL AND (node = $node OR submission_id IN (
+    SELECT submission_id FROM _enrich.requests AS q SEMI JOIN enrich_rows USING (request_hash)
+    WHERE q.status IN ('submitting', 'submitted')))
+ORDER BY created_at, submission_id
+"""
+
+
+def open_submissions(db: Database, node: str) -> list[Submission]:
+    """Submissions not yet closed that hold requests of the model being built (whichever model
+    or run sent them: the ledger goes by request hash, not model name), or that it sent; oldest
+    first. Reads ``enrich_rows``."""
+    statement = sql.fill(_OPEN, columns=Submission.columns())
+    rows = db.fetchall(statement, {"node": node})
+    return [Submission(*row) for row in rows]
+
+
+def submission(db: Database, submission_id: str) -> Submission | None:
+    """One submission as recorded."""
+    statement = sql.fill(
+        "SELECT {columns} FROM _enrich.batches WHERE submission_id = ?",
+        columns=Submission.columns(),
+    )
+    row = db.fetchone(statement, [submission_id])
+    return None if row is None else Submission(*row)
+
+
+def tokens_in_flight(db: Database, model: str) -> int:
+    """Estimated prompt tokens of a model's batches that are created and not finished."""
+    row = db.fetchone(
+        "SELECT coalesce(sum(estimated_tokens), 0) FROM _enrich.batches WHERE model = ?"
+        " AND collected_at IS NULL AND batch_id IS NOT NULL"
+        " AND status NOT IN ('completed', 'failed', 'expired', 'cancelled')",
+        [model],
+    )
+    return int(row[0]) if row else 0
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    """One model's figures for one run, as ``_enrich.runs`` keeps them."""
+
+    run_id: str
+    node: str
+    started_at: datetime
+    finished_at: datetime
+    rows: int
+    requests_submitted: int
+    rows_cached: int
+    rows_succeeded: int
+    rows_failed: int
+    rows_pending: int
+    prompt_tokens: int
+    completion_tokens: int
+    estimated_cost_usd: float | None
+    cost_usd: float | None
+
+
+def record_run(db: Database, figures: RunFigures) -> None:
+    """Keep one model's figures for one run."""
+    columns = [f.name for f in fields(RunFigures)]
+    statement = sql.fill(
+        "INSERT OR REPLACE INTO _enrich.runs ({columns}) VALUES ({values})",
+        columns=columns,
+        values=sql.Raw(", ".join("$" + c for c in columns)),
+    )
+    db.execute(statement, asdict(figures))

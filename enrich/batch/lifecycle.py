@@ -1,0 +1,419 @@
+"""Every status a request and a submission can have, and every move between them, as data.
+
+A request (one row of ``_enrich.requests``, by content hash) moves only through
+:data:`TRANSITIONS`::
+
+    (new) ─claim─▶ submitting ─create─▶ submitted ─collect─▶ succeeded | retry | failed
+     retry, failed,   │                    ├─lose───▶ retry | failed     absent from both files
+     succeeded*       │                    ├─reject─▶ failed             its line failed validation
+                      └─release─▶ ◀─refuse─┘  back: succeeded if it has an answer, else retry
+    (new), retry, failed ─answer─▶ succeeded | retry | failed           a synchronous call
+
+    * only when a full refresh sends answered requests again
+
+An attempt is counted by one rule, the ``attempt`` column of the table: when the API has judged
+the request (collect, lose, reject, answer). A submission that never became a batch (release) or
+a batch the API refused whole before running any line (refuse: the enqueued-token limit, a
+file-level error) counts for nothing, and no move ever takes an attempt back. So a request runs at
+most ``max_attempts`` times, whatever crashes in between.
+
+A request hash is in at most one open submission project-wide: :func:`claim` takes only requests
+that are :data:`CLAIMABLE`, under the database's write lock, so two models, threads or waves with
+identical requests send them once and share the answer.
+
+A submission (one row of ``_enrich.batches``) is ``preparing`` from the moment it is recorded
+(with its requests claimed), then carries the Batch API's status once its batch exists; it is
+``unresolved`` when a create failed in a way that may have acted and could not be reconciled (the
+next run's recovery settles it); ``collected_at`` closes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from ..warehouse import sql
+from ..warehouse.db import Database
+
+SUBMITTING, SUBMITTED = "submitting", "submitted"
+SUCCEEDED, RETRY, FAILED = "succeeded", "retry", "failed"
+IN_FLIGHT = (SUBMITTING, SUBMITTED)
+PREPARING, UNRESOLVED = "preparing", "unresolved"
+
+# Whether a request's ledger row (`q`) may be sent now. Named parameters: $max_attempts, $run_id
+# (the run asking), $full_refresh. A failure is retried by a later run, not the run that saw it.
+CLAIMABLE = """(q.status NOT IN ('submitting', 'submitted') AND (
+    (q.answer IS NULL AND q.attempts < $max_attempts
+     AND (q.status <> 'failed' OR q.run_id IS DISTINCT FROM $run_id))
+    OR ($full_refresh AND q.run_id IS DISTINCT FROM $run_id)))"""
+
+_BACK = "CASE WHEN q.answer IS NULL THEN 'retry' ELSE 'succeeded' END"
+_RETRY_OR_FAILED = "CASE WHEN q.attempts + 1 >= $max_attempts THEN 'failed' ELSE 'retry' END"
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One move of requests from `sources` to `target` (SQL over ``q``, the ledger row, and ``r``,
+    the per-request values in `source`), adding `attempt` to their attempts."""
+
+    name: str
+    sources: tuple[str, ...]
+    target: str
+    attempt: int
+    scope: str  # SQL: which rows of the submission or source move
+    sets: str = ""  # SQL: other columns the move writes
+    source: str = ""  # SQL: a FROM clause giving ``r``
+
+
+TRANSITIONS: Mapping[str, Transition] = {
+    t.name: t
+    for t in (
+        Transition(
+            "create",
+            (SUBMITTING,),
+            "'submitted'",
+            0,
+            "q.submission_id = $submission",
+            sets=", batch_id = $batch_id",
+        ),
+        Transition("release", (SUBMITTING,), _BACK, 0, "q.submission_id = $submission"),
+        Transition("refuse", (SUBMITTED,), _BACK, 0, "q.submission_id = $submission"),
+        Transition(
+            "reject",
+            (SUBMITTED,),
+            "'failed'",
+            1,
+            "q.submission_id = $submission AND q.request_hash = r.request_hash",
+            sets=", error_code = r.code, error_message = r.message, run_id = $run_id",
+            source="FROM (SELECT unnest($hashes) AS request_hash, unnest($codes) AS code,"
+            " unnest($messages) AS message) AS r",
+        ),
+        Transition(
+            "collect",
+            (SUBMITTED,),
+            "CASE WHEN r.status = 'retry' AND q.attempts + 1 >= $max_attempts THEN 'failed'"
+            " ELSE r.status END",
+            1,
+            "q.submission_id = $submission AND q.request_hash = r.request_hash",
+            sets=", "
+            + """error_code = r.error_code, error_message = r.error_message,
+    answer = CASE WHEN r.status = 'succeeded' THEN r.answer ELSE q.answer END,
+    prompt_tokens = CASE WHEN r.status = 'succeeded' THEN r.prompt_tokens ELSE q.prompt_tokens END,
+    completion_tokens = CASE WHEN r.status = 'succeeded' THEN r.completion_tokens
+                             ELSE q.completion_tokens END,
+    finished_at = CASE WHEN r.status = 'succeeded' THEN $now ELSE q.finished_at END,
+    batch_id = CASE WHEN r.status = 'succeeded' THEN $batch_id ELSE q.batch_id END,
+    run_id = $run_id""",
+            source="FROM enrich_results AS r",
+        ),
+        Transition(
+            "lose",
+            (SUBMITTED,),
+            _RETRY_OR_FAILED,
+            1,
+            "q.submission_id = $submission",
+            sets=", error_code = 'missing',"
+            " error_message = 'absent from the batch output and error files', run_id = $run_id",
+        ),
+        Transition(
+            "answer",
+            (RETRY, FAILED),
+            "CASE WHEN r.status = 'retry' AND q.attempts + 1 >= $max_attempts THEN 'failed'"
+            " ELSE r.status END",
+            1,
+            "q.request_hash = r.request_hash",
+            sets=""", error_code = r.error_code, error_message = r.error_message,
+    answer = CASE WHEN r.status = 'succeeded' THEN r.answer ELSE q.answer END,
+    prompt_tokens = r.prompt_tokens, completion_tokens = r.completion_tokens,
+    finished_at = CASE WHEN r.status = 'succeeded' THEN $now ELSE q.finished_at END,
+    batch_id = NULL, submission_id = NULL, run_id = $run_id""",
+            source="FROM enrich_results AS r",
+        ),
+    )
+}
+
+_MOVE = """
+UPDATE _enrich.requests AS q SET
+    status = {target}, attempts = q.attempts + $attempt, updated_at = $now{sets}
+{source}
+WHERE list_contains($sources, q.status) AND {scope}
+"""
+
+
+def move(db: Database, name: str, now: datetime, **values: Any) -> int:
+    """Apply transition `name` to the requests it scopes; returns how many moved."""
+    t = TRANSITIONS[name]
+    statement = _MOVE.format(target=t.target, sets=t.sets, source=t.source, scope=t.scope)
+    params = {"sources": list(t.sources), "attempt": t.attempt, "now": now, **values}
+    row = db.fetchone(statement, params)
+    return int(row[0]) if row else 0
+
+
+# Claiming: requests of rows first..last of ``enrich_sends`` that are still claimable move to
+# `submitting` in this submission; hashes the ledger has never seen are inserted as such.
+_SHARD_ROWS = """(SELECT request_hash, tokens, row_key FROM enrich_sends
+    WHERE rowid BETWEEN $first AND $last)"""
+
+_CLAIM_KNOWN = f"""
+UPDATE _enrich.requests AS q SET
+    node = $node, row_key = s.row_key, status = 'submitting', submission_id = $submission,
+    batch_id = NULL, estimated_tokens = s.tokens, run_id = $run_id, updated_at = $now
+FROM {_SHARD_ROWS} AS s
+WHERE q.request_hash = s.request_hash AND {CLAIMABLE}
+"""
+
+_CLAIM_NEW = f"""
+INSERT INTO _enrich.requests (request_hash, node, endpoint, model, row_key, status, attempts,
+                              submission_id, estimated_tokens, run_id, updated_at)
+SELECT s.request_hash, $node, $endpoint, $model, s.row_key, 'submitting', 0, $submission,
+       s.tokens, $run_id, $now
+FROM {_SHARD_ROWS} AS s ANTI JOIN _enrich.requests AS q USING (request_hash)
+"""
+
+_CLAIMED = """
+SELECT count(*), coalesce(sum(estimated_tokens), 0) FROM _enrich.requests
+WHERE submission_id = $submission AND status = 'submitting'
+"""
+
+_NEW_ANSWERS = """
+INSERT INTO _enrich.requests (request_hash, node, endpoint, model, row_key, status, attempts,
+    error_code, error_message, answer, prompt_tokens, completion_tokens, run_id, updated_at,
+    finished_at)
+SELECT r.request_hash, $node, $endpoint, $model, e.row_key, r.status, 1, r.error_code,
+       r.error_message, CASE WHEN r.status = 'succeeded' THEN r.answer END, r.prompt_tokens,
+       r.completion_tokens, $run_id, $now, CASE WHEN r.status = 'succeeded' THEN $now END
+FROM enrich_results AS r JOIN enrich_sends AS e USING (request_hash)
+ANTI JOIN _enrich.requests AS q USING (request_hash)
+"""
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One shard on its way through the Batch API, as the ledger records it."""
+
+    submission_id: str
+    node: str
+    model: str
+    endpoint: str
+    shard_hash: str
+    input_path: str
+    status: str
+    lines: int
+    estimated_tokens: int
+    created_at: datetime
+    run_id: str
+    input_file_id: str | None = None
+    batch_id: str | None = None
+
+    @classmethod
+    def columns(cls) -> list[str]:
+        """Its fields, which are also the ledger's column names."""
+        return [f.name for f in fields(cls)]
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What makes a request claimable for one run (see :data:`CLAIMABLE`)."""
+
+    max_attempts: int
+    run_id: str
+    full_refresh: bool = False
+
+    def params(self) -> dict[str, Any]:
+        """As the named parameters of :data:`CLAIMABLE`."""
+        return {
+            "max_attempts": self.max_attempts,
+            "run_id": self.run_id,
+            "full_refresh": self.full_refresh,
+        }
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a submission holds once its requests are claimed."""
+
+    lines: int
+    tokens: int
+
+
+def record(db: Database, submission: Submission, rows: tuple[int, int], rules: Rules) -> Claim:
+    """Record a submission and claim its requests (rows of ``enrich_sends``), atomically and
+    under the write lock, before anything is written or uploaded."""
+    s = submission
+    values = {
+        "node": s.node,
+        "submission": s.submission_id,
+        "run_id": rules.run_id,
+        "now": s.created_at,
+        "first": rows[0],
+        "last": rows[1],
+    }
+    with db.exclusive():
+        db.execute(_insert(Submission.columns()), asdict(s))
+        db.execute(
+            _CLAIM_KNOWN,
+            values
+            | {
+                "max_attempts": rules.max_attempts,
+                "full_refresh": rules.full_refresh,
+            },
+        )
+        db.execute(_CLAIM_NEW, values | {"endpoint": s.endpoint, "model": s.model})
+        row = db.fetchone(_CLAIMED, {"submission": s.submission_id})
+        claim = Claim(int(row[0]), int(row[1])) if row else Claim(0, 0)
+        db.execute(
+            "UPDATE _enrich.batches SET lines = ?, estimated_tokens = ? WHERE submission_id = ?",
+            [claim.lines, claim.tokens, s.submission_id],
+        )
+    return claim
+
+
+def _insert(columns: Sequence[str]) -> str:
+    placeholders = sql.Raw(", ".join("$" + c for c in columns))
+    template = "INSERT INTO _enrich.batches ({columns}, updated_at) VALUES ({values}, $created_at)"
+    return sql.fill(template, columns=columns, values=placeholders)
+
+
+# Submissions
+
+
+def uploaded(db: Database, submission_id: str, file_id: str, base_url: str) -> None:
+    """The shard's file is uploaded (`base_url` says where; never the key)."""
+    db.execute(
+        "UPDATE _enrich.batches SET input_file_id = ?, base_url = ? WHERE submission_id = ?",
+        [file_id, base_url, submission_id],
+    )
+
+
+def created(db: Database, submission_id: str, batch_id: str, status: str, now: datetime) -> None:
+    """The batch exists: its requests are in flight."""
+    with db.exclusive():
+        db.execute(
+            "UPDATE _enrich.batches SET batch_id = ?, status = ?, updated_at = ?"
+            " WHERE submission_id = ?",
+            [batch_id, status, now, submission_id],
+        )
+        move(db, "create", now, submission=submission_id, batch_id=batch_id)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A batch's state as last read from the API."""
+
+    status: str
+    completed: int
+    failed: int
+    output_file_id: str | None
+    error_file_id: str | None
+    errors: str | None  # the batch's own errors, as JSON
+
+
+def seen(db: Database, submission_id: str, state: Seen, now: datetime) -> None:
+    """Mirror the batch's status, counts, file ids and errors."""
+    db.execute(
+        "UPDATE _enrich.batches SET status = $status, completed = $completed, failed = $failed,"
+        " output_file_id = $output_file_id, error_file_id = $error_file_id, errors = $errors,"
+        " updated_at = $now WHERE submission_id = $submission",
+        asdict(state) | {"now": now, "submission": submission_id},
+    )
+
+
+def unresolved(db: Database, submission_id: str, now: datetime) -> None:
+    """A create failed after it may have acted, and the API could not be asked: the next run's
+    recovery looks for it before anything else."""
+    db.execute(
+        "UPDATE _enrich.batches SET status = ?, updated_at = ? WHERE submission_id = ?",
+        [UNRESOLVED, now, submission_id],
+    )
+
+
+def release(db: Database, submission_id: str, now: datetime) -> None:
+    """A submission that never became a batch: its requests go back, uncounted, and it closes."""
+    with db.exclusive():
+        move(db, "release", now, submission=submission_id)
+        close(db, submission_id, now)
+
+
+def refuse(
+    db: Database,
+    submission_id: str,
+    now: datetime,
+    run_id: str,
+    rejected: Sequence[tuple[str, str, str]] = (),
+) -> None:
+    """The API refused a batch at validation: lines it blamed (hash, code, message) fail and
+    count; the others go back uncounted; the submission closes."""
+    with db.exclusive():
+        if rejected:
+            hashes, codes, messages = (list(c) for c in zip(*rejected, strict=True))
+            move(
+                db,
+                "reject",
+                now,
+                submission=submission_id,
+                run_id=run_id,
+                hashes=hashes,
+                codes=codes,
+                messages=messages,
+            )
+        move(db, "refuse", now, submission=submission_id)
+        close(db, submission_id, now)
+
+
+def collect(
+    db: Database,
+    submission: Submission,
+    now: datetime,
+    rules: Rules,
+    loaded: bool,
+    midway: Callable[[], None] = lambda: None,
+) -> bool:
+    """Apply a finished batch's classified lines (``enrich_results``, if `loaded`) to its
+    requests; those absent from both files are lost. False when another thread or an earlier
+    run already collected it."""
+    with db.exclusive():
+        row = db.fetchone(
+            "SELECT collected_at IS NULL FROM _enrich.batches WHERE submission_id = ?",
+            [submission.submission_id],
+        )
+        if row is None or not row[0]:
+            return False
+        values = {
+            "submission": submission.submission_id,
+            "run_id": rules.run_id,
+            "max_attempts": rules.max_attempts,
+        }
+        merged = 0
+        if loaded:
+            merged = move(db, "collect", now, batch_id=submission.batch_id, **values)
+        if merged < submission.lines:  # looking for the missing scans them all: only if needed
+            move(db, "lose", now, **values)
+        midway()
+        close(db, submission.submission_id, now)
+    return True
+
+
+def answer(db: Database, now: datetime, rules: Rules, node: str, endpoint: str, model: str) -> None:
+    """Apply synchronous answers (``enrich_results``) to their requests: a preview."""
+    with db.exclusive():
+        move(db, "answer", now, run_id=rules.run_id, max_attempts=rules.max_attempts)
+        db.execute(
+            _NEW_ANSWERS,
+            {
+                "node": node,
+                "endpoint": endpoint,
+                "model": model,
+                "run_id": rules.run_id,
+                "now": now,
+            },
+        )
+
+
+def close(db: Database, submission_id: str, now: datetime) -> None:
+    """Nothing is left to do with this submission."""
+    db.execute(
+        "UPDATE _enrich.batches SET collected_at = ?, updated_at = ? WHERE submission_id = ?",
+        [now, now, submission_id],
+    )

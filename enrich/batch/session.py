@@ -1,0 +1,150 @@
+"""One build of one enrich model: what it is given (:class:`Job`) and what its steps share
+(:class:`Session`): the connection, the API client, the options, the shards left, the figures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from ..warehouse.db import Database
+from .client import ApiConfig, BatchClient, BatchState
+from .costs import Price
+from .lifecycle import Rules
+from .options import EnrichEvent, EnrichOptions
+from .request_lines import BatchSettings, Counts, Frame, Shard
+from .spec import EnrichSpec
+
+
+@dataclass(frozen=True)
+class Job:
+    """An enrich model as the batch pipeline needs it."""
+
+    name: str
+    sql: str  # the model's rendered DuckDB query
+    spec: EnrichSpec
+    batch: BatchSettings
+    prices: Mapping[str, Price]
+    max_cost_usd: float | None
+    folder: Path  # where its request and answer files are kept while batches are out
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run would send, for ``--dry-run`` and the cost check."""
+
+    rows: int
+    cached: int
+    requests: int
+    shards: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None
+
+    def describe(self) -> str:
+        """One line for people."""
+        cost = "unknown cost" if self.cost_usd is None else f"~${self.cost_usd:.4f}"
+        return (
+            f"{self.rows} rows, {self.cached} cached, {self.requests} requests to send in "
+            f"{self.shards} batch(es), ~{self.prompt_tokens} prompt + ~{self.completion_tokens} "
+            f"completion tokens, {cost} at batch prices"
+        )
+
+
+@dataclass(frozen=True)
+class Done:
+    """What building one model did: rows in its table, a line for people, figures for machines."""
+
+    rows: int | None
+    message: str
+    figures: Mapping[str, object]
+
+
+@dataclass
+class Session:
+    """The state one build's steps share; each step reads and sets named fields."""
+
+    job: Job
+    db: Database
+    options: EnrichOptions
+    full_refresh: bool
+    clock: Callable[[], datetime]
+    started: datetime
+    frame: Frame | None = None
+    before: Counts | None = None
+    shards: list[Shard] = field(default_factory=list)
+    plan: Plan | None = None
+    batch_ids: list[str] = field(default_factory=list)
+    submitted: int = 0
+    blocked_since: datetime | None = None  # the enqueued-token limit refused us, since then
+    retry_at: datetime | None = None  # when to try again while refused and nothing is in flight
+    backoff: float = 0.0  # seconds, doubling with each refusal up to the poll maximum
+    client: BatchClient | None = None
+    preview_limit: int | None = None  # a preview answers this many first rows, synchronously
+
+    @property
+    def spec(self) -> EnrichSpec:
+        """The model's resolved config."""
+        return self.job.spec
+
+    @property
+    def rules(self) -> Rules:
+        """What this run may claim."""
+        return Rules(self.spec.max_attempts, self.options.run_id, self.full_refresh)
+
+    def refused_for_tokens(self, now: datetime) -> None:
+        """The enqueued-token limit refused a batch: back off, capped, and remember since when."""
+        low, high = self.poll_bounds
+        self.backoff = min(max(self.backoff * 2, low), high)
+        self.blocked_since = self.blocked_since or now
+        self.retry_at = now + timedelta(seconds=self.backoff)
+
+    def accepted(self) -> None:
+        """A batch of ours was accepted: the token limit no longer holds us back."""
+        self.blocked_since = self.retry_at = None
+        self.backoff = 0.0
+
+    @property
+    def poll_bounds(self) -> tuple[float, float]:
+        """Seconds between polls: from the first, doubling while nothing changes, to the second."""
+        batch = self.job.batch
+        return self.options.poll_seconds or (batch.poll_min_seconds, batch.poll_max_seconds)
+
+    def api(self) -> BatchClient:
+        """The API client, made on first use (a dry run never needs a key)."""
+        if self.client is None:
+            self.client = BatchClient(self.options.api or ApiConfig.from_env())
+        return self.client
+
+    def close(self) -> None:
+        """Close the API client's connections."""
+        if self.client is not None:
+            self.client.close()
+
+    def step(self, name: str) -> None:
+        """A named point of the pipeline has passed (crash tests stop here)."""
+        if self.options.on_step is not None:
+            self.options.on_step(name)
+
+    def say(self, text: str) -> None:
+        """Tell whoever watches."""
+        self._emit(EnrichEvent(self.job.name, text))
+
+    def report(self, state: BatchState, text: str) -> None:
+        """Tell whoever watches about one batch."""
+        self._emit(
+            EnrichEvent(
+                self.job.name,
+                text,
+                state.id,
+                state.status,
+                state.completed,
+                state.failed,
+                state.total,
+            )
+        )
+
+    def _emit(self, event: EnrichEvent) -> None:
+        if self.options.on_event is not None:
+            self.options.on_event(event)
