@@ -178,9 +178,9 @@ def _child(step: str, folder: Path, rows: int) -> dict[str, float]:
 
 
 def _open(folder: Path) -> tuple[Any, Any, Any]:
-    from enrich import ledger
-    from enrich.warehouse.db import Database
+    from enrich.batch import ledger
     from enrich.project.loader import load_project
+    from enrich.warehouse.db import Database
 
     project = load_project(folder)
     db = Database.connect(project.settings.database_path, project.settings.memory_limit)
@@ -191,7 +191,8 @@ def _open(folder: Path) -> tuple[Any, Any, Any]:
 
 def setup(folder: Path, rows: int) -> None:
     """The project, the source table, and answered output files for the load steps."""
-    from enrich import batch_requests
+    from enrich.batch import request_lines as batch_requests
+    from enrich.batch.lifecycle import Rules
 
     (folder / "pyproject.toml").write_text(
         '[tool.enrich]\ndatabase = "bench.duckdb"\nmemory_limit = "300MB"\n\n'
@@ -200,9 +201,9 @@ def setup(folder: Path, rows: int) -> None:
     (folder / "outputs").mkdir()
     project, model, db = _open(folder)
     db.execute(SOURCE, [rows])
-    shared = batch_requests.plan_rows(db, model, model.enrich)
+    shared = batch_requests.plan_rows(db, model.sql, model.enrich)
     shards = batch_requests.plan_sends(
-        db, model.enrich, shared, project.settings.batch, "bench", False
+        db, model.enrich, shared, project.settings.batch, Rules(3, "bench")
     )
     _answer(db, folder, shards)
     db.close()
@@ -269,15 +270,16 @@ def rowloop_build(folder: Path, rows: int) -> None:
 
 def enrich_build(folder: Path, rows: int) -> dict[str, float]:
     """enrich: plan, validate, pick, shard and write, all in DuckDB."""
-    from enrich import batch_requests
+    from enrich.batch import request_lines as batch_requests
+    from enrich.batch.lifecycle import Rules
 
     started = time.perf_counter()
     project, model, db = _open(folder)
     spec = model.enrich
     opened = time.perf_counter()
-    shared = batch_requests.plan_rows(db, model, spec)
+    shared = batch_requests.plan_rows(db, model.sql, spec)
     batch_requests.validate_rows(db, spec, project.settings.batch)
-    shards = batch_requests.plan_sends(db, spec, shared, project.settings.batch, "bench", False)
+    shards = batch_requests.plan_sends(db, spec, shared, project.settings.batch, Rules(3, "bench"))
     planned = time.perf_counter()
     for shard in shards:
         batch_requests.write_shard(db, shared, shard, folder / "enrich_in" / f"{shard.index}.jsonl")
@@ -377,39 +379,43 @@ def rowloop_load(folder: Path, rows: int) -> None:
 
 def enrich_load(folder: Path, rows: int) -> dict[str, float]:
     """enrich: read, classify, merge into the ledger and build the typed table, all in DuckDB."""
-    from enrich import batch_requests, batch_results, ledger
+    from enrich.batch import answers as batch_results
+    from enrich.batch import lifecycle
+    from enrich.batch import request_lines as batch_requests
 
     project, model, db = _open(folder)
     spec = model.enrich
+    rules = lifecycle.Rules(3, "bench")
     # Not timed: what a run has done before answers come back (the rows, the ledger's claims).
-    shared = batch_requests.plan_rows(db, model, spec)
-    shards = batch_requests.plan_sends(db, spec, shared, project.settings.batch, "bench", False)
+    shared = batch_requests.plan_rows(db, model.sql, spec)
+    shards = batch_requests.plan_sends(db, spec, shared, project.settings.batch, rules)
     # Shards are planned afresh in each process, so answer this process's shards.
     _answer(db, folder, shards)
+    records = []
     for shard in shards:
-        record = ledger.Submission(
-            f"bench-{shard.index}",
-            model.name,
-            spec.model,
-            spec.endpoint.url,
-            shard.shard_hash,
-            "",
-            None,
-            None,
-            "preparing",
-            shard.lines,
-            shard.tokens,
-            _now(),
+        record = lifecycle.Submission(
+            submission_id=f"bench-{shard.index}",
+            node=model.name,
+            model=spec.model,
+            endpoint=spec.endpoint.url,
+            shard_hash=shard.shard_hash,
+            input_path="",
+            status=lifecycle.PREPARING,
+            lines=shard.lines,
+            estimated_tokens=shard.tokens,
+            created_at=_now(),
+            run_id="bench",
         )
-        ledger.start_submission(db, record, (shard.first, shard.last), "bench")
-        ledger.record_created(db, record.submission_id, f"batch_{shard.index}", "completed", _now())
+        lifecycle.record(db, record, (shard.first, shard.last), rules)
+        lifecycle.created(db, record.submission_id, f"batch_{shard.index}", "completed", _now())
+        records.append(record)
     parts = {"read and classify": 0.0, "ledger": 0.0}
-    for shard in shards:
-        with db.transaction():  # as a run collects: one batch's files, merged, committed
-            started = time.perf_counter()
-            batch_results.load_results(db, spec, [folder / "outputs" / f"{shard.index}.jsonl"])
-            read = time.perf_counter()
-            batch_results.merge_results(db, spec, f"bench-{shard.index}", _now(), True, "bench")
+    for shard, record in zip(shards, records, strict=True):
+        # As a run collects: one batch's files read, then merged and committed.
+        started = time.perf_counter()
+        batch_results.load_results(db, spec, [folder / "outputs" / f"{shard.index}.jsonl"])
+        read = time.perf_counter()
+        lifecycle.collect(db, record, _now(), rules, True)
         parts["read and classify"] += read - started
         parts["ledger"] += time.perf_counter() - read
     started = time.perf_counter()

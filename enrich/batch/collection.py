@@ -10,6 +10,7 @@ nothing can be blamed on a line (a file-level error), which stops the model with
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 from ..errors import ApiError
@@ -57,12 +58,18 @@ def collect(session: Session, record: Submission, state: BatchState) -> None:
         refused(session, record, state)
         return
     client, folder = session.api(), Path(record.input_path).parent
+    # Named for this collector alone: another thread may be collecting the same batch (the
+    # ledger lets only one of them merge it).
+    mine = uuid.uuid4().hex[:8]
     files = [
-        client.download(file_id, folder / f"{state.id}-{kind}.jsonl")
+        client.download(file_id, folder / f"{state.id}-{kind}-{mine}.jsonl")
         for kind, file_id in (("output", state.output_file_id), ("errors", state.error_file_id))
         if file_id
     ]
     session.step("downloaded")
+    # The input file is no longer needed once the answers are on disk. Deleted before the merge
+    # closes the submission, so no crash in between can leave it on the server for good.
+    _delete_upload(session, record)
     if files:
         answers.load_results(session.db, session.spec, files)
     done = lifecycle.collect(
@@ -76,17 +83,16 @@ def collect(session: Session, record: Submission, state: BatchState) -> None:
     session.step("merged")
     if done:
         session.report(state, "collected")
-    _clean_up(session, record, files)
+    for path in [Path(record.input_path), *files]:
+        path.unlink(missing_ok=True)
 
 
 def refused(session: Session, record: Submission, state: BatchState) -> None:
     """The API refused the batch at validation; nothing in it ran."""
     now, codes = session.clock(), {str(e.get("code")) for e in state.errors}
-    blamed = _blamed_lines(Path(record.input_path), state)
-    if TOKEN_LIMIT in codes:
-        blamed = []
+    blamed = [] if TOKEN_LIMIT in codes else _blamed_lines(Path(record.input_path), state)
+    _delete_upload(session, record)  # first: once refused and closed, nothing would come back
     lifecycle.refuse(session.db, record.submission_id, now, session.options.run_id, blamed)
-    _delete_upload(session, record)
     if TOKEN_LIMIT in codes:
         Path(record.input_path).unlink(missing_ok=True)
         session.refused_for_tokens(now)
@@ -115,12 +121,6 @@ def _blamed_lines(path: Path, state: BatchState) -> list[tuple[str, str, str]]:
                 custom_id = json.loads(line)["custom_id"]
                 blamed.append((custom_id, str(error.get("code")), str(error.get("message"))))
     return blamed
-
-
-def _clean_up(session: Session, record: Submission, files: list[Path]) -> None:
-    _delete_upload(session, record)
-    for path in [Path(record.input_path), *files]:
-        path.unlink(missing_ok=True)
 
 
 def _delete_upload(session: Session, record: Submission) -> None:

@@ -127,6 +127,16 @@ def _batches_run_id(db: Database) -> None:
     db.execute("ALTER TABLE _enrich.batches ADD COLUMN run_id VARCHAR")
 
 
+def _legacy_hashes(db: Database) -> None:
+    # Models that sent structured-output requests while the schema name was the model's name:
+    # their answers are found again under the new hash (lifecycle.adopt_hashes), not paid again.
+    db.execute("CREATE TABLE _enrich.legacy_hashes (node VARCHAR PRIMARY KEY)")
+    db.execute(
+        "INSERT INTO _enrich.legacy_hashes SELECT DISTINCT node FROM _enrich.requests"
+        " WHERE endpoint IN ('/v1/chat/completions', '/v1/responses')"
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     ("m001_create_schema", _create_schema),
     ("m002_seeds", _create_seeds),
@@ -134,6 +144,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("m004_batches", _create_batches),
     ("m005_runs", _create_runs),
     ("m006_batches_run_id", _batches_run_id),
+    ("m007_legacy_hashes", _legacy_hashes),
 )
 
 

@@ -417,3 +417,33 @@ def close(db: Database, submission_id: str, now: datetime) -> None:
         "UPDATE _enrich.batches SET collected_at = ?, updated_at = ? WHERE submission_id = ?",
         [now, now, submission_id],
     )
+
+
+# Hashes from before the schema name was a constant (see request_lines): rows answered then are
+# moved to their new hash when nothing holds them, once per model; in-flight ones wait for a
+# later run. Not a status change, but a write of the ledger's key, so it lives here too.
+_ADOPT = """
+UPDATE _enrich.requests AS q SET request_hash = r.request_hash
+FROM (SELECT request_hash, {hashed} AS old FROM enrich_rows) AS r
+WHERE q.request_hash = r.old AND q.status NOT IN ('submitting', 'submitted')
+  AND r.request_hash NOT IN (SELECT request_hash FROM _enrich.requests)
+"""
+
+
+def has_legacy_hashes(db: Database, node: str) -> bool:
+    """Whether `node` may still have requests under hashes of an earlier enrich."""
+    row = db.fetchone("SELECT count(*) FROM _enrich.legacy_hashes WHERE node = ?", [node])
+    return bool(row and row[0])
+
+
+def adopt_hashes(db: Database, node: str, hashed: str, digest: str) -> None:
+    """Move `node`'s requests from their legacy hash (SQL `hashed` over ``enrich_rows`` with
+    `$digest`) to the hash ``enrich_rows`` has now."""
+    with db.exclusive():
+        db.execute(_ADOPT.format(hashed=hashed), {"digest": digest})
+        row = db.fetchone(
+            "SELECT count(*) FROM _enrich.requests WHERE node = ? AND status IN (?, ?)",
+            [node, SUBMITTING, SUBMITTED],
+        )
+        if row is not None and row[0] == 0:
+            db.execute("DELETE FROM _enrich.legacy_hashes WHERE node = ?", [node])

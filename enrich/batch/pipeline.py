@@ -44,6 +44,9 @@ STEPS = (
     "target_built",
 )
 
+# The points a preview passes: after planning, and after each answer is in the ledger.
+PREVIEW_STEPS = ("planned", "answered")
+
 Step = Callable[[Session], Done | None]
 
 
@@ -210,6 +213,7 @@ def _answer_now(session: Session) -> None:
                     spec.endpoint.url,
                     spec.model,
                 )
+                session.step("answered")
     finally:
         path.unlink(missing_ok=True)
 

@@ -22,10 +22,24 @@ METADATA_KEY = "enrich_submission"
 
 def recover(session: Session) -> None:
     """Settle every submission of an earlier run that holds this model's requests and has no
-    batch id yet."""
+    batch id yet; then remove files a crash left in the model's folder."""
     for record in ledger.open_submissions(session.db, session.job.name):
         if record.batch_id is None and record.run_id != session.options.run_id:
             settle(session, record)
+    sweep(session)
+
+
+def sweep(session: Session) -> None:
+    """Delete request and answer files no open submission needs (a crash mid-write or
+    mid-download leaves them; a file the API refused whole is kept until the next run)."""
+    folder = session.job.folder
+    if not folder.is_dir():
+        return
+    still_open = ledger.open_submissions(session.db, session.job.name)
+    needed = {r.submission_id for r in still_open} | {r.batch_id for r in still_open if r.batch_id}
+    for path in folder.iterdir():
+        if path.is_file() and not any(name in path.name for name in needed):
+            path.unlink(missing_ok=True)
 
 
 def settle(session: Session, record: Submission) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,17 +25,23 @@ from ..errors import ProjectError
 from ..suggest import did_you_mean
 from ..warehouse import sql
 from ..warehouse.db import Database
-from . import tokens
+from . import lifecycle, tokens
 from .lifecycle import CLAIMABLE, Rules
-from .spec import EnrichSpec
+from .spec import SCHEMA_NAME, EnrichSpec
 
-_PLAN = """
+# A request's hash: the frame's digest, then what varies by row, each part length-prefixed.
+HASHED = """sha256({digest} || coalesce(length(_system) || ':' || _system, '') || '|'
+                || length(_prompt) || ':' || _prompt || '|'
+                || coalesce(to_json(_images)::VARCHAR, ''))"""
+
+_PLAN = (
+    """
 CREATE OR REPLACE TEMP TABLE enrich_rows AS
 SELECT *,
        ? + {row_tokens} AS tokens,
-       sha256(? || coalesce(length(_system) || ':' || _system, '') || '|'
-                || length(_prompt) || ':' || _prompt || '|'
-                || coalesce(to_json(_images)::VARCHAR, '')) AS request_hash
+       """
+    + HASHED.replace("{digest}", "?")
+    + """ AS request_hash
 FROM (
     SELECT {keys}, {prompt}::VARCHAR AS _prompt, {system} AS _system, {images} AS _images
     FROM (
@@ -42,6 +49,7 @@ FROM (
     ) AS model
 )
 """
+)
 
 # Each check finds the first bad row (its key as JSON) and how many rows are like it.
 _CHECKS = (
@@ -230,10 +238,10 @@ class Frame:
         return body
 
 
-def frame(spec: EnrichSpec, row_system: bool) -> Frame:
+def frame(spec: EnrichSpec, row_system: bool, schema_name: str = SCHEMA_NAME) -> Frame:
     """The shared part of every line; `row_system` says rows bring their own system prompt."""
     compact = {"separators": (",", ":"), "ensure_ascii": False}
-    constant = json.dumps(spec.constant_body(), **compact)  # type: ignore[arg-type]
+    constant = json.dumps(spec.constant_body(schema_name), **compact)  # type: ignore[arg-type]
     head = constant[:-1] + "," + json.dumps(spec.endpoint.container) + ":"
     tail = "}"
     system = spec.system_prompt if not row_system else None
@@ -270,7 +278,21 @@ def plan_rows(db: Database, query: str, spec: EnrichSpec, limit: int | None = No
     system = [spec.system_prompt] if row_system else []
     limits = [] if limit is None else [limit]
     db.execute(statement, [shared.system_tokens, shared.digest, *system, *limits])
+    if spec.output is not None and not spec.json_object:
+        _adopt_legacy_hashes(db, spec, row_system)
     return shared
+
+
+# Before the structured-output schema name was a constant it was the model's name, sanitized:
+# requests a model answered then are found under the hash they had, once, and kept.
+_LEGACY_NAME = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def _adopt_legacy_hashes(db: Database, spec: EnrichSpec, row_system: bool) -> None:
+    if not lifecycle.has_legacy_hashes(db, spec.name):
+        return
+    legacy = frame(spec, row_system, _LEGACY_NAME.sub("_", spec.name)[:64])
+    lifecycle.adopt_hashes(db, spec.name, HASHED.replace("{digest}", "$digest"), legacy.digest)
 
 
 def _require_columns(spec: EnrichSpec, columns: dict[str, str]) -> None:

@@ -81,11 +81,11 @@ class EnrichSpec:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     keep_removed: bool = False
 
-    def constant_body(self) -> dict[str, Any]:
+    def constant_body(self, schema_name: str = SCHEMA_NAME) -> dict[str, Any]:
         """The part of every request body that is the same for all rows."""
         schema = self.output.json_schema() if self.output and not self.json_object else None
         body: dict[str, Any] = {"model": self.model, **(self.params or {})}
-        return body | self.endpoint.format(SCHEMA_NAME, schema, self.json_object)
+        return body | self.endpoint.format(schema_name, schema, self.json_object)
 
     @property
     def completion_budget(self) -> int | None:

@@ -23,6 +23,8 @@ from enrich.batch.options import EnrichEvent, EnrichOptions
 from enrich.project.run_results import NodeResult, RunResult
 from enrich.server import ManualClock, Running, ServerConfig, serve_in_thread
 
+from ..wire import Wire, wire_proxy
+
 API_KEY = "sk-test-enrich-0123456789abcdef"
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,18 +54,26 @@ NOTES = {
 
 @dataclass
 class Env:
-    """A project folder, a local server and a manual clock, and helpers to run and inspect."""
+    """A project folder, a local server and a manual clock, and helpers to run and inspect.
+
+    With `wire`, enrich reaches the server through a logging proxy that counts, independently
+    of enrich and of the server, what crossed HTTP."""
 
     root: Path
     server: Running
     clock: ManualClock
     events: list[EnrichEvent]
+    wire: Wire | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self.wire.base_url if self.wire else self.server.base_url
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
 
     def options(self, **changes: Any) -> EnrichOptions:
-        api = ApiConfig(self.server.base_url, API_KEY, max_retries=0, strict=True)
+        api = ApiConfig(self.base_url, API_KEY, max_retries=0, strict=True)
         values: dict[str, Any] = {
             "api": api,
             "sleep": self.clock.advance,
@@ -72,10 +82,13 @@ class Env:
         }
         return EnrichOptions(**(values | changes))
 
-    def run(self, *, full_refresh: bool = False, select: tuple[str, ...] = (), **changes: Any) -> RunResult:
+    def run(
+        self, *, full_refresh: bool = False, select: tuple[str, ...] = (), threads: int = 1,
+        **changes: Any,
+    ) -> RunResult:
         return runner.run(
             self.root, options=self.options(**changes), clock=self.now,
-            full_refresh=full_refresh, select=select,
+            full_refresh=full_refresh, select=select, threads=threads,
         )
 
     def faults(self, **faults: Any) -> None:
@@ -109,7 +122,9 @@ def submitted(result: RunResult, name: str) -> int:
     return int(node(result, name).extra["requests_submitted"])
 
 
-def start_env(tmp_path: Path, files: dict[str, str], **server: Any) -> Iterator[Env]:
+def start_env(
+    tmp_path: Path, files: dict[str, str], wire: bool = False, **server: Any
+) -> Iterator[Env]:
     root = tmp_path / "project"
     for rel, text in files.items():
         path = root / rel
@@ -118,7 +133,11 @@ def start_env(tmp_path: Path, files: dict[str, str], **server: Any) -> Iterator[
     clock = ManualClock()
     config = ServerConfig(data_dir=tmp_path / "server", api_key=API_KEY, **server)
     with serve_in_thread(config, clock=clock, tick_every=None) as running:
-        yield Env(root, running, clock, [])
+        if not wire:
+            yield Env(root, running, clock, [])
+            return
+        with wire_proxy(running.base_url) as proxy:
+            yield Env(root, running, clock, [], proxy)
 
 
 @pytest.fixture

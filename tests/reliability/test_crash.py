@@ -17,6 +17,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,21 +71,33 @@ def _project(root: Path, rows: int, max_lines: int) -> None:
     (root / "models").mkdir()
     (root / "pyproject.toml").write_text(
         '[tool.enrich]\ndatabase = "warehouse.duckdb"\n\n[tool.enrich.defaults]\nmodel = "gpt-4o-mini"\n\n'
-        f"[tool.enrich.batch]\nmax_lines = {max_lines}\npoll_min_seconds = 0.05\npoll_max_seconds = 0.2\n"
+        f"[tool.enrich.batch]\nmax_lines = {max_lines}\npoll_min_seconds = 0.01\npoll_max_seconds = 0.05\n"
     )
-    body = "".join(f"{i},Note number {i} about item {i % 7}.\n" for i in range(1, rows + 1))
-    (root / "seeds" / "notes.csv").write_text("id,body\n" + body)
+    _write_notes(root, range(1, rows + 1))
     (root / "models" / "note_summaries.sql").write_text(
         "{{ config(materialized='enrich', unique_key='id', output={'summary': 'VARCHAR'}) }}\n"
         "select id, body as prompt from {{ ref('notes') }}\n"
     )
 
 
-def _stack(tmp_path: Path, rows: int, max_lines: int) -> Iterator[Stack]:
+def code(i: int) -> str:
+    """A word unique to note `i` (the offline responder answers with the words of its input)."""
+    return "code" + "".join("abcdefghij"[int(d)] for d in str(i))
+
+
+def _write_notes(root: Path, ids: range) -> None:
+    body = "".join(f"{i},Note {code(i)} about item {i % 7}.\n" for i in ids)
+    (root / "seeds" / "notes.csv").write_text("id,body\n" + body)
+
+
+def _stack(
+    tmp_path: Path, rows: int, max_lines: int, faults: tuple[str, ...] = ()
+) -> Iterator[Stack]:
     port, data = _free_port(), tmp_path / "server"
+    fault_args = ["--fault", *faults] if faults else []
     server = subprocess.Popen(
         [sys.executable, "-m", "enrich", "serve-local", "--port", str(port), "--data-dir", str(data),
-         "--api-key", KEY, "--time-scale", "200"],
+         "--api-key", KEY, "--time-scale", "2000", *fault_args],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -123,18 +136,61 @@ def test_sigkill_at_each_step_then_rerun_sends_each_request_once(tmp_path: Path,
         _assert_whole(stack, rows=12, requests=12)
 
 
-def test_sigkill_at_random_moments_until_done(tmp_path: Path) -> None:
-    draw = random.Random(20261124)
-    for stack in _stack(tmp_path, rows=60, max_lines=7):
-        kills = 0
-        for _ in range(25):
-            point = f"{draw.choice(STEPS)}:{draw.randint(1, 6)}"
-            code = stack.run(crash_at=point)
-            if code == 0:
-                break
-            assert code == -signal.SIGKILL
+FAULTS = (
+    "fail_fraction=0.2",  # HTTP 500 lines: retried in the same run
+    "lost_fraction=0.1",  # answered lines absent from both files: retried
+    "expire_after_fraction=0.8",  # every batch expires with a fifth of it not run
+    "malformed_output_line=true",
+    "drop_after_create=-1",  # every upload and batch create acts, then its answer is lost
+)
+
+
+def test_100_random_sigkills_with_faults_never_run_a_request_beyond_its_attempts(
+    tmp_path: Path,
+) -> None:
+    # Two projects, each with its own server, killed 50 times each at once: one per core.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done = list(pool.map(_kill_50_times, [tmp_path / "a", tmp_path / "b"], [1, 2]))
+    assert done == [True, True]
+
+
+def _kill_50_times(folder: Path, seed: int) -> bool:
+    draw = random.Random(f"20261203:{seed}")
+    for stack in _stack(folder, rows=30, max_lines=4, faults=FAULTS):
+        kills, rows, finished = 0, 30, 0
+        while kills < 50:
+            code_ = stack.run(crash_at=f"{draw.choice(STEPS)}:{draw.randint(1, 4)}")
+            if code_ == 0:  # done: bring new rows, so later kills land mid-work again
+                finished += 1
+                rows += 10
+                _write_notes(stack.project, range(1, rows + 1))
+                continue
+            assert code_ == -signal.SIGKILL
             kills += 1
-        else:
-            pytest.fail("enrich run never finished")
-        assert kills >= 3
-        _assert_whole(stack, rows=60, requests=60)
+        assert stack.run() == 0
+        _assert_at_most_max_attempts(stack, rows)
+        assert finished >= 2
+    return True
+
+
+def _assert_at_most_max_attempts(stack: Stack, rows: int) -> None:
+    lines = (stack.server_data / "executions.jsonl").read_text().splitlines()
+    runs = [json.loads(line) for line in lines if line.strip()]
+    per_batch = Counter((r["batch_id"], r["custom_id"]) for r in runs)
+    assert max(per_batch.values()) == 1  # at most once per attempt
+    executed = Counter(r["custom_id"] for r in runs)
+    attempts = dict(stack.query("SELECT request_hash, attempts FROM _enrich.requests"))
+    assert all(executed[h] <= attempts[h] <= 3 for h in executed), executed.most_common(3)
+    # Every answer on its own row: the offline answer repeats the words of that row's note.
+    assert stack.query(
+        "SELECT count(*), count(DISTINCT id) FROM note_summaries"
+    ) == stack.query("SELECT count(*), count(*) FROM note_summaries")
+    wrong = stack.query(
+        "SELECT id, summary FROM note_summaries AS s JOIN notes AS n USING (id)"
+        " WHERE NOT contains(s.summary, split_part(n.body, ' ', 2) || ' ')"
+    )
+    assert wrong == []
+    assert stack.query("SELECT count(*) FROM note_summaries") != [(0,)]
+    assert stack.query("SELECT count(*) FROM _enrich.batches WHERE collected_at IS NULL") == [(0,)]
+    uploads = [json.loads(p.read_text()) for p in (stack.server_data / "files").glob("*.json")]
+    assert [u["filename"] for u in uploads if u["purpose"] == "batch"] == []

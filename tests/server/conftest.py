@@ -79,11 +79,14 @@ def make_harness(
 def harness(tmp_path: Path, request: pytest.FixtureRequest):
     options = getattr(request, "param", {})
     context, clock = make_harness(tmp_path, **options)
-    with context as running:
-        client = OpenAI(
+    # Close the client's sockets before the server stops, not whenever garbage collection runs.
+    with (
+        context as running,
+        OpenAI(
             base_url=running.base_url,
             api_key=API_KEY,
             max_retries=0,
             _strict_response_validation=True,
-        )
+        ) as client,
+    ):
         yield Harness(client, clock, running.engine, tmp_path, running.base_url)

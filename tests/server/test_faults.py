@@ -91,13 +91,13 @@ def _batch_ids(harness) -> list[str]:
 
 
 def test_lost_create_answer_makes_the_sdks_retry_create_a_second_batch(harness):
-    retrying = OpenAI(base_url=harness.base_url, api_key=API_KEY, _strict_response_validation=True)
-    assert retrying.max_retries == 2  # the SDK's default
     file_id = harness.upload([chat_line(0)])
     harness.engine.set_faults(drop_after_create=1)
-    batch = retrying.batches.create(
-        input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
-    )
+    with OpenAI(base_url=harness.base_url, api_key=API_KEY) as retrying:
+        assert retrying.max_retries == 2  # the SDK's default
+        batch = retrying.batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
     ids = _batch_ids(harness)
     assert len(ids) == 2 and ids[0] == batch.id  # the first, whose answer was lost, runs too
     assert [b.id for b in harness.client.batches.list()] == ids

@@ -6,7 +6,7 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +32,14 @@ class Rig:
     proxied: OpenAI
     direct: OpenAI
     folder: Path
+    opened: list[OpenAI] = field(default_factory=list)
 
     def client(self, **options: Any) -> OpenAI:
-        return OpenAI(
-            base_url=self.wire.base_url,
-            api_key=API_KEY,
-            _strict_response_validation=True,
-            **options,
-        )
+        """Another SDK client through the proxy, closed when the test ends."""
+        defaults = {"api_key": API_KEY, "_strict_response_validation": True}
+        client = OpenAI(base_url=self.wire.base_url, **(defaults | options))
+        self.opened.append(client)
+        return client
 
     def upload(self, client: OpenAI, lines: int = 3, name: str = "tasks.jsonl") -> str:
         path = self.folder / name
@@ -68,7 +68,13 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
             OpenAI(base_url=url, api_key=API_KEY, max_retries=0, _strict_response_validation=True)
             for url in (wire.base_url, server.base_url)
         )
-        yield Rig(wire, server.engine, clock, proxied, direct, tmp_path)
+        rig = Rig(wire, server.engine, clock, proxied, direct, tmp_path, [proxied, direct])
+        try:
+            yield rig
+        finally:
+            # Close sockets before the servers stop, not whenever garbage collection runs.
+            for client in rig.opened:
+                client.close()
 
 
 def test_proxy_base_url_keeps_the_api_path(rig):
@@ -100,7 +106,7 @@ def test_answers_pass_through_unchanged(rig):
 def test_errors_and_authorization_pass_through(rig):
     with pytest.raises(openai.NotFoundError, match="No batch found"):
         rig.proxied.batches.retrieve("batch_missing")
-    stranger = OpenAI(base_url=rig.wire.base_url, api_key="sk-wrong", max_retries=0)
+    stranger = rig.client(api_key="sk-wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         stranger.batches.list()
     assert [c.status for c in rig.wire.calls()] == [404, 401]
