@@ -29,12 +29,13 @@ from typing import Any
 
 from ..warehouse import sql
 from ..warehouse.db import Database
+from .outputs import exactly
 from .spec import EnrichSpec
 
 _ERROR = "STRUCT(code VARCHAR, message VARCHAR)"
 RETRY_CODES = ("batch_expired", "batch_cancelled", "request_timeout")
 
-_LOAD = """
+_LOAD = r"""
 CREATE OR REPLACE TEMP TABLE enrich_results AS
 WITH lines AS (
     SELECT custom_id AS request_hash, response.status_code AS status_code,
@@ -46,7 +47,9 @@ WITH lines AS (
 ), parsed AS (
     SELECT *, {parsed} AS parsed FROM answered
 ), checked AS (
-    SELECT *, coalesce({fits}, false) AS fits FROM parsed
+    SELECT *, coalesce({fits}, false) AS fits,
+           answer IS NULL OR NOT regexp_matches(answer, '\S') AS empty
+    FROM parsed
 )
 SELECT request_hash, answer, prompt_tokens, completion_tokens,
     CASE
@@ -54,7 +57,8 @@ SELECT request_hash, answer, prompt_tokens, completion_tokens,
         WHEN code IS NOT NULL THEN 'failed'
         WHEN coalesce(status_code, 0) = 0 OR status_code IN (408, 409, 429)
              OR status_code >= 500 THEN 'retry'
-        WHEN status_code <> 200 OR refusal IS NOT NULL OR NOT complete OR NOT fits THEN 'failed'
+        WHEN status_code <> 200 OR refusal IS NOT NULL OR NOT complete OR empty OR NOT fits
+            THEN 'failed'
         ELSE 'succeeded'
     END AS status,
     CASE
@@ -62,7 +66,8 @@ SELECT request_hash, answer, prompt_tokens, completion_tokens,
         WHEN coalesce(status_code, 0) <> 200 THEN 'http_' || coalesce(status_code, 0)
         WHEN refusal IS NOT NULL THEN 'refusal'
         WHEN NOT complete THEN 'truncated'
-        WHEN answer IS NULL OR NOT coalesce(json_valid(answer), false) THEN 'invalid_json'
+        WHEN empty THEN 'empty_answer'
+        WHEN {structured} AND NOT coalesce(json_valid(answer), false) THEN 'invalid_json'
         WHEN NOT fits THEN 'out_of_schema'
     END AS error_code,
     CASE
@@ -71,7 +76,8 @@ SELECT request_hash, answer, prompt_tokens, completion_tokens,
             THEN coalesce(body.error.message, 'no response body')
         WHEN refusal IS NOT NULL THEN refusal
         WHEN NOT complete THEN 'the answer was cut short; raise max_tokens'
-        WHEN NOT fits THEN 'the answer does not fit the output schema: ' || left(answer, 500)
+        WHEN empty THEN 'the answer is empty'
+        WHEN NOT fits THEN 'the answer is not exactly of the declared types: ' || left(answer, 500)
     END AS error_message
 FROM checked
 """
@@ -116,7 +122,10 @@ FROM enrich_rows AS r LEFT JOIN _enrich.requests AS q USING (request_hash)
 def load_results(db: Database, spec: EnrichSpec, files: Sequence[Path]) -> int:
     """Read and classify output and error files into ``enrich_results``; returns lines read."""
     parsed, fits, params = _checks(spec)
-    statement = sql.fill(_LOAD, answer=sql.Raw(spec.endpoint.answer), parsed=parsed, fits=fits)
+    structured = sql.Raw("true" if spec.output is not None else "false")
+    statement = sql.fill(
+        _LOAD, answer=sql.Raw(spec.endpoint.answer), parsed=parsed, fits=fits, structured=structured
+    )
     paths = [str(f) for f in files]
     db.execute(statement, [paths, _line_columns(spec), *params, list(RETRY_CODES)])
     if db.fetchone(_REPEATED) == (True,):
@@ -137,7 +146,8 @@ def _checks(spec: EnrichSpec) -> tuple[sql.Raw, sql.Raw, list[Any]]:
         not_null = [
             sql.fill("parsed.{field} IS NOT NULL", field=f.name) for f in spec.output.fields
         ]
-        fits = " AND ".join(["parsed IS NOT NULL", *not_null])
+        exact = f"CASE WHEN json_valid(answer) THEN try({exactly(spec.output, 'answer')}) END"
+        fits = " AND ".join(["parsed IS NOT NULL", *not_null, exact])
         return (
             sql.Raw("try(from_json_strict(answer, ?))"),
             sql.Raw(fits),

@@ -18,18 +18,32 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ProjectError
+from ..warehouse import sql
 from ..warehouse.db import TypeInfo, describe_type
 
 _JSON_TYPES: Mapping[str, str] = {
-    **dict.fromkeys(("varchar", "date", "timestamp", "time", "uuid"), "string"),
+    **dict.fromkeys(("varchar", "date", "timestamp", "timestamp with time zone"), "string"),
+    **dict.fromkeys(("time", "uuid"), "string"),
     **dict.fromkeys(("tinyint", "smallint", "integer", "bigint", "hugeint"), "integer"),
     **dict.fromkeys(("utinyint", "usmallint", "uinteger", "ubigint"), "integer"),
     **dict.fromkeys(("float", "double", "decimal"), "number"),
     "boolean": "boolean",
 }
+# Strings of these types carry a format the API enforces in strict structured outputs.
+_FORMATS: Mapping[str, str] = {
+    "date": "date",
+    "timestamp": "date-time",
+    "timestamp with time zone": "date-time",
+    "time": "time",
+    "uuid": "uuid",
+}
 SUPPORTED = (
-    "VARCHAR, BIGINT, INTEGER, DOUBLE, BOOLEAN, DATE, TIMESTAMP, ENUM(...), X[], STRUCT(...)"
+    "VARCHAR, BIGINT, INTEGER, DOUBLE, BOOLEAN, DATE, TIMESTAMP, TIMESTAMPTZ, TIME, UUID, "
+    "ENUM(...), X[], STRUCT(...)"
 )
+# The API's limits on a strict schema (structured outputs guide).
+MAX_PROPERTIES, MAX_DEPTH, MAX_ENUM_VALUES, MAX_SCHEMA_CHARS = 5000, 10, 1000, 120_000
+LARGE_ENUM, LARGE_ENUM_CHARS = 250, 15_000
 PROVENANCE_PREFIX = "_enrich_"
 
 
@@ -69,7 +83,62 @@ def parse_output(spec: Any, path: str) -> Output:
             f"{path}: output must map each field to a DuckDB type, "
             "like output={'summary': 'VARCHAR', 'tags': 'VARCHAR[]'}"
         )
-    return Output(tuple(_field(str(name), value, path) for name, value in spec.items()))
+    output = Output(tuple(_field(str(name), value, path) for name, value in spec.items()))
+    _check_limits(output.json_schema(), path)
+    return output
+
+
+def _check_limits(schema: Mapping[str, Any], path: str) -> None:
+    """The API refuses a strict schema over its documented limits: say so before sending."""
+    counted = _Count()
+    counted.walk(schema, 0)
+    problems = [
+        (
+            counted.properties > MAX_PROPERTIES,
+            f"{counted.properties} properties (at most {MAX_PROPERTIES})",
+        ),
+        (counted.depth > MAX_DEPTH, f"{counted.depth} levels of nesting (at most {MAX_DEPTH})"),
+        (
+            counted.enum_values > MAX_ENUM_VALUES,
+            f"{counted.enum_values} allowed values in all (at most {MAX_ENUM_VALUES})",
+        ),
+        (
+            counted.chars > MAX_SCHEMA_CHARS,
+            f"{counted.chars} characters of names and allowed values (at most {MAX_SCHEMA_CHARS})",
+        ),
+        (
+            counted.large_enum_chars > LARGE_ENUM_CHARS,
+            f"a list of more than {LARGE_ENUM} allowed "
+            f"values with {counted.large_enum_chars} characters (at most {LARGE_ENUM_CHARS})",
+        ),
+    ]
+    for over, what in problems:
+        if over:
+            raise ProjectError(
+                f"{path}: output has {what}, over what the API accepts in a structured-output "
+                "schema; split the model or shorten its output"
+            )
+
+
+class _Count:
+    """What the API counts of a schema: properties, nesting, enum values and characters."""
+
+    def __init__(self) -> None:
+        self.properties = self.depth = self.enum_values = self.chars = self.large_enum_chars = 0
+
+    def walk(self, schema: Mapping[str, Any], depth: int) -> None:
+        self.depth = max(self.depth, depth)
+        enum = [str(v) for v in schema.get("enum", ())]
+        self.enum_values += len(enum)
+        self.chars += sum(map(len, enum))
+        if len(enum) > LARGE_ENUM:
+            self.large_enum_chars = max(self.large_enum_chars, sum(map(len, enum)))
+        for name, child in schema.get("properties", {}).items():
+            self.properties += 1
+            self.chars += len(name)
+            self.walk(child, depth + 1)
+        if "items" in schema:
+            self.walk(schema["items"], depth)
 
 
 def _field(name: str, value: Any, path: str) -> Field:
@@ -110,6 +179,68 @@ def _schema(info: TypeInfo, where: str) -> dict[str, Any]:
             "required": [name for name, _ in info.fields],
             "additionalProperties": False,
         }
+    if info.id in _FORMATS:
+        return {"type": "string", "format": _FORMATS[info.id]}
     if info.id in _JSON_TYPES:
         return {"type": _JSON_TYPES[info.id]}
     raise ProjectError(f"{where}: type {info.text} cannot be answered in JSON; use {SUPPORTED}")
+
+
+# An answer is taken only if it is exactly what was declared: no lossy coercion (1.5 for BIGINT,
+# "42" for BIGINT, true for VARCHAR), no missing and no extra field, no timestamp whose offset
+# would be dropped. DuckDB's JSON parse coerces all of these, so each value's JSON type is checked.
+_JSON_KINDS: Mapping[str, str] = {
+    **dict.fromkeys(_JSON_TYPES, "'VARCHAR'"),
+    **dict.fromkeys(
+        (
+            "tinyint",
+            "smallint",
+            "integer",
+            "bigint",
+            "hugeint",
+            "utinyint",
+            "usmallint",
+            "uinteger",
+            "ubigint",
+        ),
+        "'BIGINT', 'UBIGINT'",
+    ),
+    **dict.fromkeys(("float", "double", "decimal"), "'DOUBLE', 'BIGINT', 'UBIGINT'"),
+    "boolean": "'BOOLEAN'",
+    "enum": "'VARCHAR'",
+}
+# A timestamp without a zone keeps only UTC answers: an offset would be silently dropped.
+_UTC_ONLY = "(NOT regexp_matches({v}, '[+-]\\d\\d:?\\d\\d$') OR regexp_matches({v}, '[+-]00:?00$'))"
+
+
+def exactly(output: Output, answer: str) -> str:
+    """SQL: true when the JSON text `answer` (SQL) has exactly the declared fields and types."""
+    fields = tuple((f.name, describe_type(f.duckdb_type)) for f in output.fields)
+    return _object(fields, f"({answer})::JSON", 0)
+
+
+def _object(fields: tuple[tuple[str, TypeInfo], ...], value: str, depth: int) -> str:
+    names = ", ".join(sql.literal(name) for name, _ in sorted(fields))
+    checks = [
+        f"json_type({value}) = 'OBJECT'",
+        f"list_sort(json_keys({value})) = [{names}]",
+        *(_exact(info, f"({value} -> {sql.literal(name)})", depth) for name, info in fields),
+    ]
+    return "(" + " AND ".join(checks) + ")"
+
+
+def _exact(info: TypeInfo, value: str, depth: int) -> str:
+    if info.id == "struct":
+        return _object(info.fields, value, depth + 1)
+    if info.id == "list":
+        item = f"x{depth}"
+        inner = _exact(info.fields[0][1], item, depth + 1)
+        each = (
+            f"list_bool_and(list_transform(json_extract({value}, '$[*]'), lambda {item}: {inner}))"
+        )
+        return f"(json_type({value}) = 'ARRAY' AND coalesce({each}, true))"
+    kinds = _JSON_KINDS.get(info.id, "'VARCHAR'")
+    check = f"json_type({value}) IN ({kinds})"
+    if info.id == "timestamp":
+        check += " AND " + _UTC_ONLY.format(v=f"({value} ->> '$')")
+    return f"({check})"

@@ -345,6 +345,25 @@ def validate_rows(db: Database, spec: EnrichSpec, batch: BatchSettings) -> None:
             f"tokens, over the enqueued-token limit of {limit} for {spec.model} ({found[1]} like "
             "it); shorten it or raise [tool.enrich.batch] enqueued_tokens"
         )
+    if spec.json_object:
+        _require_json_word(db, spec)
+
+
+# The API answers 400 to response_format json_object unless the messages say "JSON" somewhere.
+_NO_JSON_WORD = """
+SELECT {row_key}, count(*) OVER () FROM enrich_rows
+WHERE NOT (coalesce(_system, ?) ILIKE '%json%' OR _prompt ILIKE '%json%') LIMIT 1
+"""
+
+
+def _require_json_word(db: Database, spec: EnrichSpec) -> None:
+    found = db.fetchone(sql.fill(_NO_JSON_WORD, row_key=_row_key(spec)), [spec.system_prompt or ""])
+    if found is not None:
+        raise ProjectError(
+            f"{spec.path}: response_format='json_object' needs the word JSON in the messages (the "
+            f"API refuses it otherwise), and the request of key {found[0]} has none ({found[1]} "
+            "like it); say it in the system prompt, e.g. 'Answer in JSON.'"
+        )
 
 
 def _row_key(spec: EnrichSpec) -> sql.Raw:

@@ -13,29 +13,12 @@ from typing import Any
 
 from ..errors import ProjectError
 from ..suggest import did_you_mean
+from . import parameters
 from .endpoints import ENDPOINTS, Endpoint
 from .outputs import PROVENANCE_PREFIX, Output, parse_output
 
 # Request parameters a model may set as config keys; anything else goes in params={...}.
-REQUEST_PARAMS = frozenset(
-    {
-        "temperature",
-        "top_p",
-        "max_tokens",
-        "max_completion_tokens",
-        "max_output_tokens",
-        "frequency_penalty",
-        "presence_penalty",
-        "seed",
-        "stop",
-        "logit_bias",
-        "reasoning_effort",
-        "verbosity",
-        "dimensions",
-        "user",
-        "service_tier",
-    }
-)
+REQUEST_PARAMS = frozenset(parameters.RULES)
 ENRICH_KEYS = REQUEST_PARAMS | frozenset(
     {
         "unique_key",
@@ -85,7 +68,10 @@ class EnrichSpec:
         """The part of every request body that is the same for all rows."""
         schema = self.output.json_schema() if self.output and not self.json_object else None
         body: dict[str, Any] = {"model": self.model, **(self.params or {})}
-        return body | self.endpoint.format(schema_name, schema, self.json_object)
+        for key, value in self.endpoint.format(schema_name, schema, self.json_object).items():
+            # `text` may hold both the Responses API's verbosity and its format.
+            body[key] = {**body[key], **value} if isinstance(body.get(key), dict) else value
+        return body
 
     @property
     def completion_budget(self) -> int | None:
@@ -119,7 +105,7 @@ def resolve(
         output=output,
         output_column=_column(config, "output_column", endpoint.default_column, path),
         json_object=json_object,
-        params=_params(config, path),
+        params=_params(options, defaults, endpoint.url, _model(config, path), path),
         max_attempts=_positive_int(config, "max_attempts", DEFAULT_MAX_ATTEMPTS, path),
         keep_removed=bool(config.get("keep_removed", False)),
     )
@@ -206,15 +192,22 @@ def _system_prompt(config: Mapping[str, Any], root: Path, path: str) -> str | No
         raise ProjectError(f"{path}: system_prompt_file is not UTF-8 text") from err
 
 
-def _params(config: Mapping[str, Any], path: str) -> dict[str, Any]:
+def _params(
+    options: Mapping[str, Any], defaults: Mapping[str, Any], endpoint: str, model: str, path: str
+) -> dict[str, Any]:
+    """The model's request parameters placed for its endpoint and model (see parameters.py)."""
+    explicit, inherited = _requested(options, path), _requested(defaults, path)
+    return parameters.place(explicit, inherited, endpoint, model, path)
+
+
+def _requested(config: Mapping[str, Any], path: str) -> dict[str, Any]:
     extra = config.get("params", {})
     if not isinstance(extra, Mapping):
         raise ProjectError(f"{path}: params must be a mapping of request parameters")
-    named = {k: v for k, v in config.items() if k in REQUEST_PARAMS}
-    clash = {"model", "messages", "input", "response_format", "text"} & set(extra)
+    clash = {"model", "messages", "input", "response_format", "text", "reasoning"} & set(extra)
     if clash:
         raise ProjectError(f"{path}: params may not set {sorted(clash)[0]!r}; enrich builds it")
-    return {**dict(extra), **named}
+    return {**dict(extra), **{k: v for k, v in config.items() if k in REQUEST_PARAMS}}
 
 
 def _positive_int(config: Mapping[str, Any], key: str, default: int, path: str) -> int:
@@ -224,14 +217,30 @@ def _positive_int(config: Mapping[str, Any], key: str, default: int, path: str) 
     return value
 
 
+# Columns enrich adds beside a model's key columns while it plans (``enrich_rows``); a key or
+# output of the same name, in any case, would silently take their place.
+RESERVED = frozenset({"request_hash", "tokens", "_prompt", "_system", "_images", "rowid"})
+
+
 def _check_names(spec: EnrichSpec) -> None:
+    """Key and output columns are distinct from each other and from enrich's own names, compared
+    case-insensitively as DuckDB compares identifiers."""
     outputs = [f.name for f in spec.output.fields] if spec.output else [spec.output_column]
-    for name in outputs:
-        if name in spec.unique_key:
+    seen: dict[str, str] = {}
+    for role, name in [
+        *(("unique_key", k) for k in spec.unique_key),
+        *(("output", o) for o in outputs),
+    ]:
+        folded = name.casefold()
+        if folded in RESERVED or folded.startswith(PROVENANCE_PREFIX):
             raise ProjectError(
-                f"{spec.path}: output column {name!r} is also a unique_key column; rename one"
+                f"{spec.path}: {role} column {name!r} has a name enrich uses for its own columns "
+                f"({', '.join(sorted(RESERVED))} and {PROVENANCE_PREFIX}*); rename it in the "
+                "model's SELECT or output"
             )
-    if spec.output_column.startswith(PROVENANCE_PREFIX):
-        raise ProjectError(
-            f"{spec.path}: column names starting with {PROVENANCE_PREFIX!r} are reserved"
-        )
+        if folded in seen:
+            raise ProjectError(
+                f"{spec.path}: {role} column {name!r} and column {seen[folded]!r} differ only in "
+                "case, and DuckDB would take them for one; rename one"
+            )
+        seen[folded] = name

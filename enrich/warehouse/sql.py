@@ -39,6 +39,16 @@ def quote(name: str, dialect: str = DUCKDB) -> str:
     return exp.to_identifier(name, quoted=True).sql(dialect)
 
 
+def literal(value: str) -> str:
+    """A string literal, for text that is part of a statement's shape (a JSON key, a type name),
+    never a user's value (those are ``?`` parameters).
+
+    >>> literal("it's")
+    "'it''s'"
+    """
+    return exp.Literal.string(value).sql(DUCKDB)
+
+
 def quote_table(name: str, schema: str | None = None, dialect: str = DUCKDB) -> str:
     """A quoted, optionally schema-qualified table name.
 
