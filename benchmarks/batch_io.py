@@ -420,7 +420,7 @@ def enrich_load(folder: Path, rows: int) -> dict[str, float]:
         parts["ledger"] += time.perf_counter() - read
     started = time.perf_counter()
     with db.transaction():
-        loaded = batch_results.build_target(db, spec, False)
+        loaded = batch_results.build_target(db, spec, False, "")
     parts["typed table"] = time.perf_counter() - started
     db.close()
     if loaded != rows:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from . import server as local_server
-from .batch.client import ApiConfig
+from .batch.client import OFFLINE_SOURCE, ApiConfig
 from .batch.options import EnrichOptions
 from .errors import EnrichError
 from .progress import ProgressDisplay
@@ -184,7 +184,9 @@ def _enrich_options(args: argparse.Namespace) -> Iterator[EnrichOptions]:
             yield options
             return
         with local_server.offline(args.project_dir) as running:
-            api = ApiConfig(running.base_url, running.api_key, max_retries=0)
+            api = ApiConfig(
+                running.base_url, running.api_key, max_retries=0, answers_from=OFFLINE_SOURCE
+            )
             yield dataclasses.replace(options, api=api, poll_seconds=(0.2, 1.0))
     finally:
         display.close()

@@ -100,9 +100,10 @@ SELECT {keys}, {outputs},
        q.batch_id AS _enrich_batch_id,
        q.finished_at AS _enrich_finished_at,
        q.prompt_tokens AS _enrich_prompt_tokens,
-       q.completion_tokens AS _enrich_completion_tokens
+       q.completion_tokens AS _enrich_completion_tokens,
+       q.source AS _enrich_source
 FROM enrich_rows AS r JOIN _enrich.requests AS q USING (request_hash)
-WHERE q.answer IS NOT NULL
+WHERE q.answer IS NOT NULL AND q.source IS NOT DISTINCT FROM ?
 {keep}
 """
 
@@ -159,8 +160,9 @@ def _checks(spec: EnrichSpec) -> tuple[sql.Raw, sql.Raw, list[Any]]:
     return sql.Raw("NULL"), sql.Raw("true"), []
 
 
-def build_target(db: Database, spec: EnrichSpec, existed: bool) -> int:
-    """Replace the model's table: one row per source row with an answer, typed, with provenance."""
+def build_target(db: Database, spec: EnrichSpec, existed: bool, source: str) -> int:
+    """Replace the model's table: one row per source row with an answer from `source` (the API
+    this run asks), typed, with provenance."""
     keep = ""
     if spec.keep_removed and existed:
         db.execute(sql.fill("CREATE OR REPLACE TEMP TABLE enrich_old AS FROM {t}", t=spec.name))
@@ -173,7 +175,7 @@ def build_target(db: Database, spec: EnrichSpec, existed: bool) -> int:
         outputs=outputs,
         keep=sql.Raw(keep),
     )
-    db.execute(statement, params)
+    db.execute(statement, [*params, source])
     return db.count(spec.name)
 
 

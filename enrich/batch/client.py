@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 # talk to an API start fast. It is still imported nowhere but here.
 
 DEFAULT_TIMEOUT = 600.0
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+OFFLINE_SOURCE = "offline"  # what `enrich run --offline` answers count as coming from
 # How far the API's clock may be behind ours when looking back for a batch or file we created.
 CLOCK_SLACK = 3600.0
 # Statuses after which a create may still have happened on the server.
@@ -45,6 +47,14 @@ class ApiConfig:
     max_retries: int = 2
     timeout: float = DEFAULT_TIMEOUT
     strict: bool = False  # validate every response against the SDK's types (tests)
+    # Where answers come from, when the base URL does not say: "offline" for the local server
+    # that --offline starts on a new port each time. Answers are reused only from the same source.
+    answers_from: str | None = None
+
+    @property
+    def source(self) -> str:
+        """The API answers come from: ``answers_from``, else the base URL."""
+        return self.answers_from or (self.base_url or OPENAI_BASE_URL).rstrip("/")
 
     @classmethod
     def from_env(cls) -> ApiConfig:

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from ..warehouse import sql
 from ..warehouse.db import Database
+from . import lifecycle
 from .lifecycle import Submission
 
 Migration = tuple[str, Callable[[Database], None]]
@@ -137,6 +138,12 @@ def _legacy_hashes(db: Database) -> None:
     )
 
 
+def _answer_sources(db: Database) -> None:
+    # The API each answer came from: the offline server's answers are never reused as real ones.
+    db.execute("ALTER TABLE _enrich.requests ADD COLUMN source VARCHAR")
+    lifecycle.backfill_sources(db)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     ("m001_create_schema", _create_schema),
     ("m002_seeds", _create_seeds),
@@ -145,6 +152,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("m005_runs", _create_runs),
     ("m006_batches_run_id", _batches_run_id),
     ("m007_legacy_hashes", _legacy_hashes),
+    ("m008_answer_sources", _answer_sources),
 )
 
 

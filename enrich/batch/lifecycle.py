@@ -43,9 +43,10 @@ IN_FLIGHT = (SUBMITTING, SUBMITTED)
 PREPARING, UNRESOLVED = "preparing", "unresolved"
 
 # Whether a request's ledger row (`q`) may be sent now. Named parameters: $max_attempts, $run_id
-# (the run asking), $full_refresh. A failure is retried by a later run, not the run that saw it.
+# (the run asking), $full_refresh, $source (the API it asks). A failure is retried by a later run,
+# not the run that saw it; an answer from another API (the offline server) is no answer here.
 CLAIMABLE = """(q.status NOT IN ('submitting', 'submitted') AND (
-    (q.answer IS NULL AND q.attempts < $max_attempts
+    ((q.answer IS NULL OR q.source IS DISTINCT FROM $source) AND q.attempts < $max_attempts
      AND (q.status <> 'failed' OR q.run_id IS DISTINCT FROM $run_id))
     OR ($full_refresh AND q.run_id IS DISTINCT FROM $run_id)))"""
 
@@ -105,6 +106,7 @@ TRANSITIONS: Mapping[str, Transition] = {
                              ELSE q.completion_tokens END,
     finished_at = CASE WHEN r.status = 'succeeded' THEN $now ELSE q.finished_at END,
     batch_id = CASE WHEN r.status = 'succeeded' THEN $batch_id ELSE q.batch_id END,
+    source = CASE WHEN r.status = 'succeeded' THEN $source ELSE q.source END,
     run_id = $run_id""",
             source="FROM enrich_results AS r",
         ),
@@ -128,6 +130,7 @@ TRANSITIONS: Mapping[str, Transition] = {
     answer = CASE WHEN r.status = 'succeeded' THEN r.answer ELSE q.answer END,
     prompt_tokens = r.prompt_tokens, completion_tokens = r.completion_tokens,
     finished_at = CASE WHEN r.status = 'succeeded' THEN $now ELSE q.finished_at END,
+    source = CASE WHEN r.status = 'succeeded' THEN $source ELSE q.source END,
     batch_id = NULL, submission_id = NULL, run_id = $run_id""",
             source="FROM enrich_results AS r",
         ),
@@ -180,10 +183,11 @@ WHERE submission_id = $submission AND status = 'submitting'
 _NEW_ANSWERS = """
 INSERT INTO _enrich.requests (request_hash, node, endpoint, model, row_key, status, attempts,
     error_code, error_message, answer, prompt_tokens, completion_tokens, run_id, updated_at,
-    finished_at)
+    finished_at, source)
 SELECT r.request_hash, $node, $endpoint, $model, e.row_key, r.status, 1, r.error_code,
        r.error_message, CASE WHEN r.status = 'succeeded' THEN r.answer END, r.prompt_tokens,
-       r.completion_tokens, $run_id, $now, CASE WHEN r.status = 'succeeded' THEN $now END
+       r.completion_tokens, $run_id, $now, CASE WHEN r.status = 'succeeded' THEN $now END,
+       CASE WHEN r.status = 'succeeded' THEN $source END
 FROM enrich_results AS r JOIN enrich_sends AS e USING (request_hash)
 ANTI JOIN _enrich.requests AS q USING (request_hash)
 """
@@ -220,6 +224,7 @@ class Rules:
     max_attempts: int
     run_id: str
     full_refresh: bool = False
+    source: str = ""  # the API answers come from (see client.ApiConfig.source)
 
     def params(self) -> dict[str, Any]:
         """As the named parameters of :data:`CLAIMABLE`."""
@@ -227,6 +232,7 @@ class Rules:
             "max_attempts": self.max_attempts,
             "run_id": self.run_id,
             "full_refresh": self.full_refresh,
+            "source": self.source,
         }
 
 
@@ -252,14 +258,7 @@ def record(db: Database, submission: Submission, rows: tuple[int, int], rules: R
     }
     with db.exclusive():
         db.execute(_insert(Submission.columns()), asdict(s))
-        db.execute(
-            _CLAIM_KNOWN,
-            values
-            | {
-                "max_attempts": rules.max_attempts,
-                "full_refresh": rules.full_refresh,
-            },
-        )
+        db.execute(_CLAIM_KNOWN, values | rules.params())
         db.execute(_CLAIM_NEW, values | {"endpoint": s.endpoint, "model": s.model})
         row = db.fetchone(_CLAIMED, {"submission": s.submission_id})
         claim = Claim(int(row[0]), int(row[1])) if row else Claim(0, 0)
@@ -387,7 +386,9 @@ def collect(
         }
         merged = 0
         if loaded:
-            merged = move(db, "collect", now, batch_id=submission.batch_id, **values)
+            merged = move(
+                db, "collect", now, batch_id=submission.batch_id, source=rules.source, **values
+            )
         if merged < submission.lines:  # looking for the missing scans them all: only if needed
             move(db, "lose", now, **values)
         midway()
@@ -398,16 +399,10 @@ def collect(
 def answer(db: Database, now: datetime, rules: Rules, node: str, endpoint: str, model: str) -> None:
     """Apply synchronous answers (``enrich_results``) to their requests: a preview."""
     with db.exclusive():
-        move(db, "answer", now, run_id=rules.run_id, max_attempts=rules.max_attempts)
+        values = {"run_id": rules.run_id, "source": rules.source}
+        move(db, "answer", now, max_attempts=rules.max_attempts, **values)
         db.execute(
-            _NEW_ANSWERS,
-            {
-                "node": node,
-                "endpoint": endpoint,
-                "model": model,
-                "run_id": rules.run_id,
-                "now": now,
-            },
+            _NEW_ANSWERS, {"node": node, "endpoint": endpoint, "model": model, "now": now, **values}
         )
 
 
@@ -447,3 +442,11 @@ def adopt_hashes(db: Database, node: str, hashed: str, digest: str) -> None:
         )
         if row is not None and row[0] == 0:
             db.execute("DELETE FROM _enrich.legacy_hashes WHERE node = ?", [node])
+
+
+def backfill_sources(db: Database) -> None:
+    """Answers recorded before sources were: from the base URL their batch was sent to."""
+    db.execute(
+        "UPDATE _enrich.requests AS q SET source = b.base_url FROM _enrich.batches AS b"
+        " WHERE q.batch_id = b.batch_id AND q.answer IS NOT NULL"
+    )

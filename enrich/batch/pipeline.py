@@ -53,7 +53,7 @@ Step = Callable[[Session], Done | None]
 def _read_rows(session: Session) -> None:
     session.frame = request_lines.plan_rows(session.db, session.job.sql, session.spec)
     request_lines.validate_rows(session.db, session.spec, session.job.batch)
-    session.before = request_lines.counts(session.db, session.options.run_id)
+    session.before = request_lines.counts(session.db, session.options.run_id, session.source)
 
 
 def _recover(session: Session) -> None:
@@ -106,12 +106,12 @@ def _build_target(session: Session) -> None:
     with db.transaction():
         if existed == "view":
             db.execute(sql.drop("view", name))
-        answers.build_target(db, session.spec, existed == "base table")
+        answers.build_target(db, session.spec, existed == "base table", session.source)
     session.step("target_built")
 
 
 def _report(session: Session) -> Done:
-    after = request_lines.counts(session.db, session.options.run_id)
+    after = request_lines.counts(session.db, session.options.run_id, session.source)
     before, plan = session.before, session.plan
     assert before is not None and plan is not None
     price = costs.price_for(session.spec.model, session.job.prices)
@@ -187,7 +187,7 @@ def _read_first_rows(session: Session) -> None:
     limit = session.preview_limit
     session.frame = request_lines.plan_rows(session.db, session.job.sql, session.spec, limit)
     request_lines.validate_rows(session.db, session.spec, session.job.batch)
-    session.before = request_lines.counts(session.db, session.options.run_id)
+    session.before = request_lines.counts(session.db, session.options.run_id, session.source)
 
 
 def _answer_now(session: Session) -> None:

@@ -155,13 +155,15 @@ _CLAIMED_BY = """AND request_hash IN (
 
 _COUNTS = """
 SELECT count(*),
-       count(*) FILTER (WHERE q.answer IS NOT NULL AND q.run_id IS DISTINCT FROM ?),
-       count(*) FILTER (WHERE q.answer IS NOT NULL),
-       count(*) FILTER (WHERE q.answer IS NULL AND q.status = 'failed'),
+       count(*) FILTER (WHERE q.answered AND q.run_id IS DISTINCT FROM $run_id),
+       count(*) FILTER (WHERE q.answered),
+       count(*) FILTER (WHERE NOT q.answered AND q.status = 'failed'),
        coalesce(sum(q.prompt_tokens) FILTER (WHERE fresh), 0),
        coalesce(sum(q.completion_tokens) FILTER (WHERE fresh), 0)
 FROM (
-    SELECT *, answer IS NOT NULL AND run_id = ? AS fresh FROM _enrich.requests
+    SELECT *, answered AND run_id = $run_id AS fresh
+    FROM (SELECT *, answer IS NOT NULL AND source IS NOT DISTINCT FROM $source AS answered
+          FROM _enrich.requests)
 ) AS q RIGHT JOIN enrich_rows AS r USING (request_hash)
 """
 
@@ -445,8 +447,9 @@ def shard_bodies(db: Database, shared: Frame, shard: Shard) -> list[tuple[str, d
     return [(str(request_hash), shared.body(str(part))) for request_hash, part in rows]
 
 
-def counts(db: Database, run_id: str) -> Counts:
-    """Rows of ``enrich_rows`` by where their request stands; tokens of this run's answers."""
-    row = db.fetchone(_COUNTS, [run_id, run_id])
+def counts(db: Database, run_id: str, source: str) -> Counts:
+    """Rows of ``enrich_rows`` by where their request stands with `source`; tokens of this run's
+    answers."""
+    row = db.fetchone(_COUNTS, {"run_id": run_id, "source": source})
     values = [int(v or 0) for v in row] if row else [0] * 6
     return Counts(*values)

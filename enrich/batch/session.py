@@ -28,6 +28,13 @@ class Job:
     prices: Mapping[str, Price]
     max_cost_usd: float | None
     folder: Path  # where its request and answer files are kept while batches are out
+    # Groups of APIs whose answers the project takes as the same (their first names the group).
+    interchangeable: tuple[tuple[str, ...], ...] = ()
+
+    def source(self, api: ApiConfig) -> str:
+        """Which API answers reached through `api` count as coming from."""
+        name = api.source
+        return next((group[0] for group in self.interchangeable if name in group), name)
 
 
 @dataclass(frozen=True)
@@ -91,7 +98,12 @@ class Session:
     @property
     def rules(self) -> Rules:
         """What this run may claim."""
-        return Rules(self.spec.max_attempts, self.options.run_id, self.full_refresh)
+        return Rules(self.spec.max_attempts, self.options.run_id, self.full_refresh, self.source)
+
+    @property
+    def source(self) -> str:
+        """The API this build's answers come from (see :meth:`Job.source`)."""
+        return self.job.source(self.options.api or ApiConfig.from_env())
 
     def refused_for_tokens(self, now: datetime) -> None:
         """The enqueued-token limit refused a batch: back off, capped, and remember since when."""

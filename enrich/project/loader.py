@@ -36,6 +36,7 @@ SETTINGS_KEYS = frozenset(
         "batch",
         "max_cost_usd",
         "memory_limit",
+        "interchangeable_apis",
     }
 )
 BATCH_KEYS = frozenset(
@@ -86,6 +87,7 @@ def load_settings(root: Path) -> Settings:
         prices=_prices(_table(table, "prices", "[tool.enrich]")),
         batch=_batch(_table(table, "batch", "[tool.enrich]")),
         max_cost_usd=_optional_number(table, "max_cost_usd", "[tool.enrich]"),
+        interchangeable_apis=_api_groups(table.get("interchangeable_apis", [])),
         memory_limit=_string(table, "memory_limit", "") or None
         if "memory_limit" in table
         else None,
@@ -193,6 +195,18 @@ def _batch(table: Mapping[str, Any]) -> BatchSettings:
             limits["token_limit_wait_seconds"] or defaults.token_limit_wait_seconds
         ),
     )
+
+
+def _api_groups(value: Any) -> tuple[tuple[str, ...], ...]:
+    groups = value if isinstance(value, list) else None
+    if groups is None or not all(
+        isinstance(g, list) and g and all(isinstance(u, str) and u for u in g) for g in groups
+    ):
+        raise ProjectError(
+            "pyproject.toml [tool.enrich]: interchangeable_apis is a list of lists of base URLs "
+            '(or "offline"), e.g. [["https://api.openai.com/v1", "https://proxy.example/v1"]]'
+        )
+    return tuple(tuple(u.rstrip("/") for u in g) for g in groups)
 
 
 def _optional_number(table: Mapping[str, Any], key: str, where: str) -> float | None:

@@ -86,6 +86,7 @@ def enrich_job(model: Model, project: Project) -> Job:
         prices=settings.prices,
         max_cost_usd=settings.max_cost_usd,
         folder=settings.target_path / "enrich" / model.name,
+        interchangeable=settings.interchangeable_apis,
     )
 
 

@@ -53,6 +53,7 @@ class Settings:
     prices: Mapping[str, Price] = field(default_factory=lambda: dict(DEFAULT_PRICES))
     batch: BatchSettings = field(default_factory=BatchSettings)
     max_cost_usd: float | None = None
+    interchangeable_apis: tuple[tuple[str, ...], ...] = ()  # answers of one group are one's
     memory_limit: str | None = None  # DuckDB's memory_limit for runs, e.g. "1GB"; spills beyond
 
     @property

@@ -1,0 +1,42 @@
+"""Answers know where they came from: the offline server's answers are never taken for real ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from enrich.batch.client import OFFLINE_SOURCE, ApiConfig
+
+from .conftest import API_KEY, NOTES, Env, start_env, submitted
+
+DISTINCT = 4
+
+
+def offline(env: Env) -> ApiConfig:
+    """The same local server, standing for `enrich run --offline`."""
+    return ApiConfig(env.base_url, API_KEY, max_retries=0, strict=True, answers_from=OFFLINE_SOURCE)
+
+
+def test_going_from_offline_to_a_real_api_sends_everything_once(notes: Env) -> None:
+    assert submitted(notes.run(api=offline(notes)), "note_labels") == DISTINCT
+    assert notes.query("SELECT DISTINCT _enrich_source FROM note_labels") == [("offline",)]
+    real = notes.run()
+    assert real.ok and submitted(real, "note_labels") == DISTINCT
+    assert notes.query("SELECT DISTINCT _enrich_source FROM note_labels") == [
+        (notes.server.base_url,)
+    ]
+    assert submitted(notes.run(), "note_labels") == 0
+    assert len(notes.received()) == 2 * DISTINCT
+
+
+def test_a_table_shows_only_answers_from_the_api_it_was_built_against(notes: Env) -> None:
+    notes.run(api=offline(notes))
+    notes.run(wait=False)  # the real batch is out: no real answer yet
+    assert notes.query("SELECT count(*) FROM note_labels") == [(0,)]
+
+
+def test_apis_the_project_declares_interchangeable_share_answers(tmp_path: Path) -> None:
+    for env in start_env(tmp_path, NOTES):
+        same = f'interchangeable_apis = [["offline", "{env.server.base_url}"]]'
+        env.write("pyproject.toml", NOTES["pyproject.toml"].replace("[tool.enrich]", "[tool.enrich]\n" + same))
+        assert submitted(env.run(api=offline(env)), "note_labels") == DISTINCT
+        assert submitted(env.run(), "note_labels") == 0
