@@ -291,9 +291,13 @@ def _serve_local(args: argparse.Namespace) -> int:
 
 
 def _print_node(result: NodeResult) -> None:
-    label = {"success": "OK", "unchanged": "UNCHANGED", "error": "ERROR", "skipped": "SKIP"}[
-        result.status
-    ]
+    label = {
+        "success": "OK",
+        "warn": "WARN",
+        "unchanged": "UNCHANGED",
+        "error": "ERROR",
+        "skipped": "SKIP",
+    }[result.status]
     line = f"{result.kind:<5} {result.name:<32} {label:<9} {result.message} [{result.seconds:.2f}s]"
     print(line, file=sys.stderr if result.status == "error" else sys.stdout, flush=True)
 
@@ -301,12 +305,13 @@ def _print_node(result: NodeResult) -> None:
 def _summarize(result: RunResult) -> int:
     counts = {
         status: len(result.by_status(status))
-        for status in ("success", "unchanged", "error", "skipped")
+        for status in ("success", "warn", "unchanged", "error", "skipped")
     }
     seconds = (result.finished_at - result.started_at).total_seconds()
+    warned = f" ({counts['warn']} with warnings)" if counts["warn"] else ""
     print(
-        f"Done in {seconds:.2f}s: {counts['success']} built, {counts['unchanged']} unchanged, "
-        f"{counts['error']} failed, {counts['skipped']} skipped."
+        f"Done in {seconds:.2f}s: {counts['success'] + counts['warn']} built{warned}, "
+        f"{counts['unchanged']} unchanged, {counts['error']} failed, {counts['skipped']} skipped."
     )
     if not result.ok:
         print(

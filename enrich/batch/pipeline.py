@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import ApiError, CostLimitError
 from ..warehouse import sql
@@ -140,7 +140,24 @@ def _report(session: Session) -> Done:
         f"{after.succeeded} succeeded, {after.failed} failed, {after.pending} pending"
     )
     extra = {k: v for k, v in vars(figures).items() if k not in _NOT_REPORTED}
-    return Done(after.succeeded, message, extra | {"batch_ids": session.batch_ids})
+    status, said = _judge(session, after.failed, after.rows)
+    return Done(after.succeeded, message + said, extra | {"batch_ids": session.batch_ids}, status)
+
+
+Verdict = Literal["success", "warn", "error"]
+_JUDGED: tuple[tuple[Verdict, str], ...] = (
+    ("error", "error_if_failed"),
+    ("warn", "warn_if_failed"),
+)
+
+
+def _judge(session: Session, failed: int, rows: int) -> tuple[Verdict, str]:
+    """The model's status by its failure thresholds, and what to add to its message."""
+    for status, key in _JUDGED:
+        threshold = getattr(session.spec, key)
+        if threshold.reached(failed, rows):
+            return status, f"; {failed} failed rows reach {key} = {threshold} (see enrich status)"
+    return "success", ""
 
 
 _NOT_REPORTED = frozenset({"run_id", "node", "started_at", "finished_at"})

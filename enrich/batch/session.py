@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 from ..warehouse.db import Database
 from .client import ApiConfig, BatchClient, BatchState
@@ -61,11 +62,13 @@ class Plan:
 
 @dataclass(frozen=True)
 class Done:
-    """What building one model did: rows in its table, a line for people, figures for machines."""
+    """What building one model did: rows in its table, a line for people, figures for machines,
+    and whether its failed rows reach its thresholds (``warn`` or ``error``)."""
 
     rows: int | None
     message: str
     figures: Mapping[str, object]
+    status: Literal["success", "warn", "error"] = "success"
 
 
 @dataclass

@@ -7,7 +7,7 @@ checked when the project loads, so a wrong key or type stops the run before a ro
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ ENRICH_KEYS = REQUEST_PARAMS | frozenset(
         "params",
         "max_attempts",
         "keep_removed",
+        "warn_if_failed",
+        "error_if_failed",
     }
 )
 RESPONSE_FORMATS = ("json_schema", "json_object", "text")
@@ -63,6 +65,8 @@ class EnrichSpec:
     params: Mapping[str, Any] | None = None
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     keep_removed: bool = False
+    warn_if_failed: Threshold = field(default_factory=lambda: Threshold(count=1))
+    error_if_failed: Threshold = field(default_factory=lambda: Threshold(percent=100.0))
 
     def constant_body(self, schema_name: str = SCHEMA_NAME) -> dict[str, Any]:
         """The part of every request body that is the same for all rows."""
@@ -108,6 +112,8 @@ def resolve(
         params=_params(options, defaults, endpoint.url, _model(config, path), path),
         max_attempts=_positive_int(config, "max_attempts", DEFAULT_MAX_ATTEMPTS, path),
         keep_removed=bool(config.get("keep_removed", False)),
+        warn_if_failed=_threshold(config, "warn_if_failed", 1, path),
+        error_if_failed=_threshold(config, "error_if_failed", "100%", path),
     )
     _check_names(spec)
     return spec
@@ -208,6 +214,42 @@ def _requested(config: Mapping[str, Any], path: str) -> dict[str, Any]:
     if clash:
         raise ProjectError(f"{path}: params may not set {sorted(clash)[0]!r}; enrich builds it")
     return {**dict(extra), **{k: v for k, v in config.items() if k in REQUEST_PARAMS}}
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """How many failed rows make a model warn or fail: a count, or a percentage of its rows."""
+
+    count: int | None = None
+    percent: float | None = None
+
+    def reached(self, failed: int, rows: int) -> bool:
+        """Whether `failed` of `rows` reach it (never with no failure)."""
+        if failed == 0:
+            return False
+        if self.count is not None:
+            return failed >= self.count
+        return self.percent is not None and failed * 100 >= self.percent * rows
+
+    def __str__(self) -> str:
+        return f"{self.percent:g}%" if self.percent is not None else str(self.count)
+
+
+def _threshold(config: Mapping[str, Any], key: str, default: int | str, path: str) -> Threshold:
+    value = config.get(key, default)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return Threshold(count=value)
+    text = str(value).strip()
+    if text.endswith("%"):
+        try:
+            percent = float(text[:-1])
+        except ValueError:
+            percent = -1.0
+        if 0 < percent <= 100:
+            return Threshold(percent=percent)
+    raise ProjectError(
+        f"{path}: {key} is a number of failed rows (at least 1) or a percentage like '10%'"
+    )
 
 
 def _positive_int(config: Mapping[str, Any], key: str, default: int, path: str) -> int:

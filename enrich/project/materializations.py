@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from ..batch import pipeline
 from ..batch.options import EnrichOptions, utc_now
@@ -40,6 +40,7 @@ class Outcome:
     rows_affected: int | None
     message: str
     extra: Mapping[str, Any] = field(default_factory=dict)
+    status: Literal["success", "warn", "error"] = "success"  # error: built, but fails the run
 
 
 Build = Callable[[Model, BuildContext], Outcome]
@@ -71,7 +72,7 @@ def build_enrich(model: Model, ctx: BuildContext) -> Outcome:
     done = pipeline.build(
         enrich_job(model, ctx.project), ctx.db, ctx.options, ctx.full_refresh, ctx.clock
     )
-    return Outcome(done.rows, done.message, done.figures)
+    return Outcome(done.rows, done.message, done.figures, done.status)
 
 
 def enrich_job(model: Model, project: Project) -> Job:

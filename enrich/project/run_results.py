@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-Status = Literal["success", "unchanged", "error", "skipped"]
+Status = Literal["success", "warn", "unchanged", "error", "skipped"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class RunResult:
     @property
     def ok(self) -> bool:
         """True when no node failed or was skipped because of a failure."""
-        return all(r.status in ("success", "unchanged") for r in self.results)
+        return all(r.status in ("success", "warn", "unchanged") for r in self.results)
 
     def by_status(self, status: Status) -> list[NodeResult]:
         """The results with one status."""

@@ -18,8 +18,8 @@ from typing import Any
 
 from ..batch import ledger, pipeline
 from ..batch.options import EnrichOptions, utc_now
-from ..errors import EnrichError, ExecutionError
-from ..warehouse.db import Database, Table
+from ..errors import EnrichError, ExecutionError, ProjectError
+from ..warehouse.db import MEMORY, Database, Table
 from . import artifacts, dag, selector
 from .loader import load_project
 from .materializations import MATERIALIZATIONS, BuildContext, enrich_job
@@ -65,6 +65,8 @@ def run(
     # unless excluded by name.
     excluded = selector.select(graph, info, exclude) if exclude else set()
     seeds = {n for n in chosen | dag.upstream(graph, models) if n in project.seeds} - excluded
+    if not (options and options.dry_run):
+        _refuse_a_forgetful_database(project, models)
 
     def work(db: Database, report: OnResult) -> list[NodeResult]:
         loaded = _load_seeds(db, project, sorted(seeds), full_refresh, clock, report)
@@ -74,6 +76,17 @@ def run(
         return loaded + builder.build(models, failed, threads)
 
     return _execute(project, clock, on_result, work)
+
+
+def _refuse_a_forgetful_database(project: Project, models: set[str]) -> None:
+    """An in-memory database forgets what enrich models sent: every run would pay again."""
+    enriching = sorted(n for n in models if project.models[n].enrich is not None)
+    if enriching and project.settings.database == MEMORY:
+        raise ProjectError(
+            f'pyproject.toml [tool.enrich]: database = ":memory:" forgets what enrich models '
+            f"({', '.join(enriching)}) sent and were answered once the run ends, so every run "
+            'would pay again; set database = "enrich.duckdb" (a file), or run with --dry-run'
+        )
 
 
 def seed(
@@ -313,11 +326,19 @@ class _ModelBuilder:
             ctx = BuildContext(db, self.project, self.full_refresh, self.options, self.clock)
             outcome = MATERIALIZATIONS[model.config.materialized].build(model, ctx)
         except EnrichError as err:
-            return self._result(model, "error", started, tick, f"{model.path}: {err}")
+            said = str(err)
+            where = said if said.startswith(model.path) else f"{model.path}: {said}"
+            return self._result(model, "error", started, tick, where)
         finally:
             db.close()
         return self._result(
-            model, "success", started, tick, outcome.message, outcome.rows_affected, outcome.extra
+            model,
+            outcome.status,
+            started,
+            tick,
+            outcome.message,
+            outcome.rows_affected,
+            outcome.extra,
         )
 
     def _result(

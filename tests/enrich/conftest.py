@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -124,7 +124,7 @@ def submitted(result: RunResult, name: str) -> int:
 
 def start_env(
     tmp_path: Path, files: dict[str, str], wire: bool = False, **server: Any
-) -> Iterator[Env]:
+) -> Generator[Env, None, None]:
     root = tmp_path / "project"
     for rel, text in files.items():
         path = root / rel

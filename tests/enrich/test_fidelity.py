@@ -148,7 +148,7 @@ def test_json_object_without_the_word_json_is_refused_before_sending(tmp_path: P
         "seeds/notes.csv": SEED,
         "models/labels.sql": "{{ config(materialized='enrich', unique_key='id', "
         "model='gpt-4o-mini', response_format='json_object', system_prompt='Label it.', "
-        "output={'label': 'VARCHAR'}) }}\nselect id, body as prompt from {{ ref('notes') }}\n",
+        "output={'answer': 'VARCHAR'}) }}\nselect id, body as prompt from {{ ref('notes') }}\n",
     }
     for env in start_env(tmp_path, files):
         result = env.run()
