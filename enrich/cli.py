@@ -73,8 +73,18 @@ def _selection(sub: argparse.ArgumentParser) -> None:
 def _configure_run(sub: argparse.ArgumentParser) -> None:
     _selection(sub)
     sub.add_argument(
-        "--full-refresh", action="store_true", help="reload every seed and rebuild every model"
+        "--full-refresh",
+        action="store_true",
+        help="reload every seed and rebuild every model; enrich models are rebuilt from the "
+        "answers they have, sending nothing already answered (see --resend)",
     )
+    sub.add_argument(
+        "--resend",
+        action="store_true",
+        help="send the selected enrich models' requests again, answered or not: says how many "
+        "and the estimated cost first, and asks (or needs --yes)",
+    )
+    sub.add_argument("--yes", action="store_true", help="with --resend: do not ask")
     sub.add_argument(
         "--threads", type=int, default=1, metavar="N", help="models built at once (default: 1)"
     )
@@ -120,6 +130,8 @@ def _configure_show(sub: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.resend and not _confirm_resend(args):
+        return 1
     with _enrich_options(args) as options:
         result = runner.run(
             args.project_dir,
@@ -131,6 +143,23 @@ def _run(args: argparse.Namespace) -> int:
             options=options,
         )
     return _summarize(result)
+
+
+def _confirm_resend(args: argparse.Namespace) -> bool:
+    """Say what --resend would send and cost; go on only when told to."""
+    options = EnrichOptions(dry_run=True, resend=True)
+    plan = runner.run(args.project_dir, select=args.select, exclude=args.exclude, options=options)
+    figures = [r.extra for r in plan.results if r.extra.get("dry_run")]
+    requests = sum(int(f["requests_to_send"]) for f in figures)
+    costs = [f["estimated_cost_usd"] for f in figures]
+    cost = "unknown cost" if None in costs else f"~${sum(costs):.4f} at batch prices"
+    print(f"--resend sends {requests} requests again ({cost})", file=sys.stderr)
+    if args.yes or requests == 0:
+        return True
+    if sys.stdin.isatty():
+        return input("Send them again? [y/N] ").strip().lower() in ("y", "yes")
+    print("error: not at a terminal to ask; add --yes to send them again", file=sys.stderr)
+    return False
 
 
 def _preview(args: argparse.Namespace) -> int:
@@ -175,6 +204,7 @@ def _enrich_options(args: argparse.Namespace) -> Iterator[EnrichOptions]:
     options = EnrichOptions(
         wait=not getattr(args, "no_wait", False),
         dry_run=getattr(args, "dry_run", False),
+        resend=getattr(args, "resend", False),
         max_cost_usd=getattr(args, "max_cost", None),
         on_event=display,
         on_step=_crash_point(os.environ.get("ENRICH_CRASH_AT")),

@@ -9,7 +9,7 @@ A request (one row of ``_enrich.requests``, by content hash) moves only through
                       └─release─▶ ◀─refuse─┘  back: succeeded if it has an answer, else retry
     (new), retry, failed ─answer─▶ succeeded | retry | failed           a synchronous call
 
-    * only when a full refresh sends answered requests again
+    * only when ``enrich run --resend`` sends answered requests again
 
 An attempt is counted by one rule, the ``attempt`` column of the table: when the API has judged
 the request (collect, lose, reject, answer). A submission that never became a batch (release) or
@@ -43,12 +43,12 @@ IN_FLIGHT = (SUBMITTING, SUBMITTED)
 PREPARING, UNRESOLVED = "preparing", "unresolved"
 
 # Whether a request's ledger row (`q`) may be sent now. Named parameters: $max_attempts, $run_id
-# (the run asking), $full_refresh, $source (the API it asks). A failure is retried by a later run,
+# (the run asking), $resend, $source (the API it asks). A failure is retried by a later run,
 # not the run that saw it; an answer from another API (the offline server) is no answer here.
 CLAIMABLE = """(q.status NOT IN ('submitting', 'submitted') AND (
     ((q.answer IS NULL OR q.source IS DISTINCT FROM $source) AND q.attempts < $max_attempts
      AND (q.status <> 'failed' OR q.run_id IS DISTINCT FROM $run_id))
-    OR ($full_refresh AND q.run_id IS DISTINCT FROM $run_id)))"""
+    OR ($resend AND q.run_id IS DISTINCT FROM $run_id)))"""
 
 _BACK = "CASE WHEN q.answer IS NULL THEN 'retry' ELSE 'succeeded' END"
 _RETRY_OR_FAILED = "CASE WHEN q.attempts + 1 >= $max_attempts THEN 'failed' ELSE 'retry' END"
@@ -223,7 +223,7 @@ class Rules:
 
     max_attempts: int
     run_id: str
-    full_refresh: bool = False
+    resend: bool = False  # answered requests too, once this run
     source: str = ""  # the API answers come from (see client.ApiConfig.source)
 
     def params(self) -> dict[str, Any]:
@@ -231,7 +231,7 @@ class Rules:
         return {
             "max_attempts": self.max_attempts,
             "run_id": self.run_id,
-            "full_refresh": self.full_refresh,
+            "resend": self.resend,
             "source": self.source,
         }
 

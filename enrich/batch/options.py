@@ -35,6 +35,7 @@ class EnrichOptions:
     api: ApiConfig | None = None  # None: OPENAI_BASE_URL / OPENAI_API_KEY, read when needed
     wait: bool = True  # follow batches to the end; False: submit, collect what is done, return
     dry_run: bool = False
+    resend: bool = False  # send answered requests again (``enrich run --resend``)
     max_cost_usd: float | None = None  # overrides the max_cost_usd setting
     poll_seconds: tuple[float, float] | None = None  # overrides [tool.enrich.batch] backoff
     sleep: Callable[[float], None] = time.sleep

@@ -95,8 +95,8 @@ def _check_cost(session: Session) -> None:
 
 
 def _send(session: Session) -> None:
-    if session.full_refresh and session.shards and session.plan is not None:
-        session.say(f"full refresh: re-sending {session.plan.requests} requests")
+    if session.options.resend and session.shards and session.plan is not None:
+        session.say(f"re-sending {session.plan.requests} requests")
     follow(session)
 
 
@@ -125,7 +125,7 @@ def _report(session: Session) -> Done:
         finished_at=session.clock(),
         rows=after.rows,
         requests_submitted=session.submitted,
-        rows_cached=before.cached,
+        rows_cached=after.cached,
         rows_succeeded=after.succeeded,
         rows_failed=after.failed,
         rows_pending=after.pending,
@@ -135,8 +135,9 @@ def _report(session: Session) -> Done:
         cost_usd=spent,
     )
     ledger.record_run(session.db, figures)
+    sent = "sent again" if session.options.resend else "sent"
     message = (
-        f"{after.rows} rows: {before.cached} cached, {session.submitted} sent, "
+        f"{after.rows} rows: {after.cached} cached, {session.submitted} {sent}, "
         f"{after.succeeded} succeeded, {after.failed} failed, {after.pending} pending"
     )
     extra = {k: v for k, v in vars(figures).items() if k not in _NOT_REPORTED}
@@ -178,11 +179,10 @@ def build(
     job: Job,
     db: Database,
     options: EnrichOptions,
-    full_refresh: bool,
     clock: Callable[[], datetime],
 ) -> Done:
     """Build one ``materialized='enrich'`` model: run :data:`BUILD` until a step is done."""
-    session = Session(job, db, options, full_refresh, clock, clock())
+    session = Session(job, db, options, clock, clock())
     return _run(BUILD, session)
 
 
@@ -252,7 +252,7 @@ def preview(
     Answers go into the ledger like batch answers, so the batch run does not pay for them again;
     no batch state is touched and the model's table is not rebuilt.
     """
-    session = Session(job, db, options, False, clock, clock(), preview_limit=limit)
+    session = Session(job, db, options, clock, clock(), preview_limit=limit)
     table = _run(PREVIEW, session).figures["table"]
     assert isinstance(table, Table)
     return table

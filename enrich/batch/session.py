@@ -78,7 +78,6 @@ class Session:
     job: Job
     db: Database
     options: EnrichOptions
-    full_refresh: bool
     clock: Callable[[], datetime]
     started: datetime
     frame: Frame | None = None
@@ -101,7 +100,7 @@ class Session:
     @property
     def rules(self) -> Rules:
         """What this run may claim."""
-        return Rules(self.spec.max_attempts, self.options.run_id, self.full_refresh, self.source)
+        return Rules(self.spec.max_attempts, self.options.run_id, self.options.resend, self.source)
 
     @property
     def source(self) -> str:

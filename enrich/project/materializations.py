@@ -69,9 +69,7 @@ def build_table(model: Model, ctx: BuildContext) -> Outcome:
 
 def build_enrich(model: Model, ctx: BuildContext) -> Outcome:
     """Send the model's rows through the Batch API and build a table of the answers."""
-    done = pipeline.build(
-        enrich_job(model, ctx.project), ctx.db, ctx.options, ctx.full_refresh, ctx.clock
-    )
+    done = pipeline.build(enrich_job(model, ctx.project), ctx.db, ctx.options, ctx.clock)
     return Outcome(done.rows, done.message, done.figures, done.status)
 
 

@@ -78,7 +78,8 @@ def test_failed_rows_are_retried_by_later_runs_up_to_max_attempts(notes: Env) ->
     )
     assert rows == [("failed", 3, "truncated")]
     notes.faults(truncated_fraction=0.0)
-    assert submitted(notes.run(full_refresh=True), "note_labels") == 4  # a full refresh still can
+    assert submitted(notes.run(full_refresh=True), "note_labels") == 0  # rebuilds, never resends
+    assert submitted(notes.run(resend=True), "note_labels") == 4  # an explicit resend still can
 
 
 def test_answers_outside_the_allowed_values_are_failures_not_labels(notes: Env) -> None:

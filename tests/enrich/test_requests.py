@@ -160,13 +160,20 @@ def test_changing_a_parameter_resends_and_changing_it_back_reuses(notes: Env) ->
     assert submitted(notes.run(), "note_labels") == 0  # the first answers are still cached
 
 
-def test_full_refresh_resends_everything_once(notes: Env) -> None:
+def test_full_refresh_rebuilds_from_the_ledger_and_resend_sends_everything_once(
+    notes: Env,
+) -> None:
     notes.run()
+    notes.query("DROP TABLE note_labels")
 
-    result = notes.run(full_refresh=True)
+    rebuilt = notes.run(full_refresh=True)
 
+    assert submitted(rebuilt, "note_labels") == 0 and len(notes.received()) == 4
+    assert notes.query("SELECT count(*) FROM note_labels") == [(5,)]
+    result = notes.run(resend=True)
     assert submitted(result, "note_labels") == 4
-    assert any("full refresh: re-sending 4 requests" in e.message for e in notes.events)
+    assert "0 cached, 4 sent again" in node(result, "note_labels").message
+    assert any("re-sending 4 requests" in e.message for e in notes.events)
     assert len(notes.received()) == 8
 
 
