@@ -13,13 +13,15 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from . import server as local_server
 from .batch.client import OFFLINE_SOURCE, ApiConfig
 from .batch.options import EnrichOptions
 from .errors import EnrichError
 from .progress import ProgressDisplay
-from .project import runner
+from .project import runner, starter
+from .project.loader import require_project
 from .project.run_results import NodeResult, RunResult
 
 Handler = Callable[[argparse.Namespace], int]
@@ -213,6 +215,7 @@ def _enrich_options(args: argparse.Namespace) -> Iterator[EnrichOptions]:
         if not args.offline:
             yield options
             return
+        require_project(Path(args.project_dir))  # before the server writes its folder there
         with local_server.offline(args.project_dir) as running:
             api = ApiConfig(
                 running.base_url, running.api_key, max_retries=0, answers_from=OFFLINE_SOURCE
@@ -356,7 +359,17 @@ def _noop(sub: argparse.ArgumentParser) -> None:
     pass
 
 
+def _init(args: argparse.Namespace) -> int:
+    root = Path(args.project_dir)
+    for path in starter.init_project(root):
+        print(f"wrote {path}")
+    where = "" if args.project_dir == "." else f" --project-dir {args.project_dir}"
+    print(f"next: enrich run --offline{where}   (or, with OPENAI_API_KEY set: enrich run{where})")
+    return 0
+
+
 COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None], Handler], ...] = (
+    ("init", "start a project: settings, a seed and one enrich model", _noop, _init),
     ("seed", "load the CSV files under seeds/ that changed", _configure_seed, _seed),
     (
         "run",

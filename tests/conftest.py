@@ -13,11 +13,13 @@ MakeProject = Callable[[dict[str, str]], Path]
 
 @pytest.fixture
 def make_project(tmp_path: Path) -> MakeProject:
-    """Write {relative path: text} into a fresh project folder and return the folder."""
+    """Write {relative path: text} into a fresh project folder and return the folder (with an
+    empty ``[tool.enrich]`` unless the files bring their own pyproject.toml)."""
 
     def make(files: dict[str, str]) -> Path:
         root = tmp_path / "project"
         root.mkdir(exist_ok=True)
+        files = {"pyproject.toml": "[tool.enrich]\n", **files}  # what makes a folder a project
         for rel, text in files.items():
             path = root / rel
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -49,7 +49,7 @@ def test_unknown_selector_and_model(basic_project, capsys):
 
 def test_missing_project_dir(tmp_path, capsys):
     assert main(["ls", "--project-dir", str(tmp_path / "nope")]) == 1
-    assert "does not exist" in capsys.readouterr().err
+    assert "no such folder" in capsys.readouterr().err
 
 
 def test_seed_ls_compile_show(basic_project, capsys):

@@ -28,6 +28,7 @@ ONLY_IN = {
     "uvicorn": "server/serve.py",
     "jinja2": "project/templating.py",
     "tqdm": "progress.py",
+    "jsonschema": "server/schemas.py",
 }
 
 

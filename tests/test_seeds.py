@@ -64,6 +64,7 @@ def test_the_example_datasets_load(tmp_path):
     repo = Path(__file__).resolve().parents[1]
     root = tmp_path / "example"
     (root / "seeds").mkdir(parents=True)
+    (root / "pyproject.toml").write_text("[tool.enrich]\n")
     for name in ("imdb_top_1000.csv", "amazon_furniture_dataset.csv"):
         (root / "seeds" / name).write_bytes((repo / "seeds" / name).read_bytes())
     rows = {r.name: r.rows_affected for r in enrich.seed(root).results}

@@ -41,6 +41,7 @@ ENRICH_KEYS = REQUEST_PARAMS | frozenset(
 )
 RESPONSE_FORMATS = ("json_schema", "json_object", "text")
 DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_MODEL = "gpt-4o-mini"  # the cookbook's, when neither the model nor the defaults say
 # The structured-output schema's name is part of every request, so of its hash: a constant, so
 # renaming a model neither changes what is sent nor pays for it again.
 SCHEMA_NAME = "answer"
@@ -164,10 +165,10 @@ def _unique_key(value: Any, path: str) -> tuple[str, ...]:
 
 
 def _model(config: Mapping[str, Any], path: str) -> str:
-    model = config.get("model")
+    model = config.get("model", DEFAULT_MODEL)
     if not isinstance(model, str) or not model:
         raise ProjectError(
-            f"{path}: no model to send requests to; set model='gpt-4o-mini' in its config or "
+            f"{path}: model must name a model, like model='{DEFAULT_MODEL}' in its config or "
             'model = "..." under [tool.enrich.defaults] in pyproject.toml'
         )
     return model

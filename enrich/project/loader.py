@@ -56,6 +56,7 @@ SOURCE_KEYS = frozenset({"schema", "tables"})
 
 def load_project(path: str | Path = ".") -> Project:
     """Read and check the project at `path`: settings, seeds, every model, the DAG."""
+    require_project(Path(path))
     settings = load_settings(Path(path))
     seeds = _discover_seeds(settings)
     files = _discover_models(settings, seeds)
@@ -65,6 +66,23 @@ def load_project(path: str | Path = ".") -> Project:
     project = Project(settings, seeds, models)
     dag.topological_order(project.graph())
     return project
+
+
+def require_project(root: Path) -> None:
+    """A folder is a project when its pyproject.toml has [tool.enrich] or it has models/."""
+    if not root.is_dir():
+        raise ProjectError(f"{root}: no such folder; give --project-dir an existing project")
+    pyproject = root / "pyproject.toml"
+    has_table = (
+        pyproject.is_file()
+        and "tool" in _document(pyproject)
+        and ("enrich" in _document(pyproject)["tool"])
+    )
+    if not has_table and not (root / "models").is_dir():
+        raise ProjectError(
+            f"{root.resolve()} is not an enrich project (no [tool.enrich] in pyproject.toml and no "
+            "models/ folder); start one there with 'enrich init', or give --project-dir a project"
+        )
 
 
 def load_settings(root: Path) -> Settings:
@@ -97,11 +115,14 @@ def load_settings(root: Path) -> Settings:
 def _tool_table(pyproject: Path) -> Mapping[str, Any]:
     if not pyproject.is_file():
         return {}
+    return _table(_document(pyproject).get("tool", {}), "enrich", "pyproject.toml [tool]")
+
+
+def _document(pyproject: Path) -> dict[str, Any]:
     try:
-        document = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        return tomllib.loads(pyproject.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ProjectError(f"{pyproject}: {err}; fix the TOML there") from err
-    return _table(document.get("tool", {}), "enrich", "pyproject.toml [tool]")
 
 
 def _check_keys(table: Mapping[str, Any], known: frozenset[str], where: str) -> None:

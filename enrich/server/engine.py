@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..batch.tokens import estimate_prompt
+from .bodies import BodyCheck
 from .clock import Clock
 from .config import Faults, ServerConfig
 from .objects import batch_object, check_create, file_object, page, public_file
@@ -50,6 +51,7 @@ class Engine:
     def __init__(self, config: ServerConfig, clock: Clock, respond: Respond) -> None:
         self.config, self.clock, self.respond = config, clock, respond
         self.faults = config.faults
+        self.bodies = BodyCheck()  # a body the API would refuse never reaches the responder
         self.store = Store(config.data_dir)
         self._lock = threading.RLock()
         self._pool = ThreadPoolExecutor(max_workers=max(config.concurrency, 1))
@@ -253,6 +255,9 @@ class Engine:
             return error_reply(
                 400, "Streaming is not supported by the local server.", "stream", None
             )
+        refused = self.bodies.check(url, body)
+        if refused is not None:
+            return refused
         limits = self.config.limits
         if limits.models and body.get("model") not in limits.models:
             return error_reply(
@@ -397,6 +402,10 @@ class Engine:
     def _answer(
         self, url: str, line: Mapping[str, Any], kind: str | None, fail_status: int, now: float
     ) -> Reply | LineError:
+        # The real API answers a body it refuses in the line's result, and runs the rest.
+        refused = self.bodies.check(url, line["body"])
+        if refused is not None:
+            return refused
         if kind == "fail":
             return error_reply(
                 fail_status, "The server had an error while processing your request.", None, None

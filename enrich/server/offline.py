@@ -1,6 +1,6 @@
 """The offline responder: deterministic answers in the shape a request asks for, no network.
 
-``json_schema`` gets an object valid against the schema (enums, arrays, nested objects),
+``json_schema`` gets an object valid against the schema (:mod:`.sampling`: every type and format),
 ``json_object`` a JSON object, plain text a sentence built from the input (image URLs included),
 embeddings a deterministic unit vector. Usage counts come from :mod:`enrich.tokens`.
 """
@@ -12,15 +12,13 @@ import hashlib
 import json
 import math
 import random
-import re
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..batch import tokens
 from .replies import Reply, error_reply
-
-_WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
+from .sampling import sample
 
 
 def respond(url: str, body: Mapping[str, Any], now: float) -> Reply:
@@ -87,7 +85,7 @@ def _responses(body: Mapping[str, Any], now: float) -> Reply:
         content = content[: cap * tokens.CHARS_PER_TOKEN]
     prompt, completion = tokens.estimate_prompt(body), tokens.estimate_text(content)
     digest = _digest(json.dumps(body, sort_keys=True))
-    message = {"type": "output_text", "text": content, "annotations": []}
+    message = {"type": "output_text", "text": content, "annotations": [], "logprobs": []}
     return Reply(
         200,
         {
@@ -110,11 +108,26 @@ def _responses(body: Mapping[str, Any], now: float) -> Reply:
                 "input_tokens": prompt,
                 "output_tokens": completion,
                 "total_tokens": prompt + completion,
-                "input_tokens_details": {"cached_tokens": 0},
+                "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
                 "output_tokens_details": {"reasoning_tokens": 0},
             },
+            **_echoed(body),
         },
     )
+
+
+def _echoed(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The request settings a Response object repeats back (all required in its schema)."""
+    return {
+        "error": None,
+        "instructions": body.get("instructions"),
+        "metadata": body.get("metadata") or {},
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "temperature": body.get("temperature", 1.0),
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools") or [],
+        "top_p": body.get("top_p", 1.0),
+    }
 
 
 def _as_chat(item: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -170,7 +183,7 @@ def _content(response_format: Any, text: str, images: list[str]) -> str:
     if kind == "json_schema":
         spec = response_format.get("json_schema") or {}
         schema = spec.get("schema") or {}
-        return json.dumps(sample(schema, text, schema.get("$defs", {})), ensure_ascii=False)
+        return json.dumps(sample(schema, text), ensure_ascii=False)
     if kind == "json_object":
         return json.dumps({"answer": _sentence(text, images)}, ensure_ascii=False)
     return _sentence(text, images)
@@ -180,83 +193,6 @@ def _sentence(text: str, images: list[str]) -> str:
     shown = " ".join(text.split())[:160]
     seen = "".join(f" The image at {url} shows it." for url in images)
     return f"Offline answer about: {shown}.{seen}" if shown else f"Offline answer.{seen}"
-
-
-def sample(schema: Mapping[str, Any], text: str, defs: Mapping[str, Any], key: str = "") -> Any:
-    """A value valid against a JSON schema (the subset structured outputs use), seeded by `text`.
-
-    >>> sample({"type": "object", "properties": {"n": {"type": "integer"},
-    ...         "tag": {"enum": ["a", "b"]}}}, "x", {})
-    {'n': 4, 'tag': 'b'}
-    """
-    if "$ref" in schema:
-        return sample(defs.get(str(schema["$ref"]).rsplit("/", 1)[-1], {}), text, defs, key)
-    if "const" in schema:
-        return schema["const"]
-    if "enum" in schema:
-        return schema["enum"][_pick(text + key, len(schema["enum"]))]
-    options = schema.get("anyOf") or schema.get("oneOf")
-    if options:
-        usable = [o for o in options if o.get("type") != "null"] or options
-        return sample(usable[0], text, defs, key)
-    kind = schema.get("type", "object")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "null")
-    return _SAMPLERS.get(kind, _sample_null)(schema, text, defs, key)
-
-
-def _sample_object(schema: Mapping[str, Any], text: str, defs: Mapping[str, Any], key: str) -> Any:
-    properties = schema.get("properties", {})
-    return {name: sample(sub, text, defs, name) for name, sub in properties.items()}
-
-
-def _sample_array(schema: Mapping[str, Any], text: str, defs: Mapping[str, Any], key: str) -> Any:
-    low = int(schema.get("minItems", 1))
-    high = int(schema.get("maxItems", max(low, 3)))
-    count = low + _pick(text + key, high - low + 1)
-    items = schema.get("items", {})
-    values = [sample(items, f"{text}#{i}", defs, key) for i in range(count)]
-    return values
-
-
-def _sample_string(schema: Mapping[str, Any], text: str, defs: Mapping[str, Any], key: str) -> Any:
-    words = _WORD.findall(text) or ["offline"]
-    if "#" in text:  # an array item: a short label from the input's words
-        return words[_pick(text, len(words))].lower()
-    return f"{key.replace('_', ' ').capitalize() or 'Answer'}: {' '.join(words[:24])}."
-
-
-def _sample_integer(schema: Mapping[str, Any], text: str, defs: Mapping[str, Any], key: str) -> Any:
-    low = int(schema.get("minimum", 0))
-    high = int(schema.get("maximum", low + 10))
-    return low + _pick(text + key, high - low + 1)
-
-
-def _sample_number(schema: Mapping[str, Any], text: str, defs: Mapping[str, Any], key: str) -> Any:
-    return float(_sample_integer(schema, text, defs, key)) + 0.5
-
-
-def _sample_boolean(schema: Mapping[str, Any], text: str, defs: Mapping[str, Any], key: str) -> Any:
-    return _pick(text + key, 2) == 1
-
-
-def _sample_null(schema: Mapping[str, Any], text: str, defs: Mapping[str, Any], key: str) -> Any:
-    return None
-
-
-_SAMPLERS = {
-    "object": _sample_object,
-    "array": _sample_array,
-    "string": _sample_string,
-    "integer": _sample_integer,
-    "number": _sample_number,
-    "boolean": _sample_boolean,
-    "null": _sample_null,
-}
-
-
-def _pick(text: str, count: int) -> int:
-    return int(_digest(text)[:8], 16) % max(count, 1)
 
 
 def _digest(text: str) -> str:

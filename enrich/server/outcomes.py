@@ -72,8 +72,9 @@ def succeeded(line: Mapping[str, Any]) -> bool:
 
 def usage(lines: list[dict[str, Any]]) -> dict[str, Any]:
     totals = [line["response"]["body"].get("usage") or {} for line in lines]
-    prompt = sum(int(u.get("prompt_tokens", 0)) for u in totals)
-    completion = sum(int(u.get("completion_tokens", 0)) for u in totals)
+    # Chat and embeddings count prompt/completion tokens; the Responses API input/output tokens.
+    prompt = sum(int(u.get("prompt_tokens", u.get("input_tokens", 0))) for u in totals)
+    completion = sum(int(u.get("completion_tokens", u.get("output_tokens", 0))) for u in totals)
     return {
         "input_tokens": prompt,
         "input_tokens_details": {"cached_tokens": 0},

@@ -103,10 +103,12 @@ def test_config_mistakes_are_caught_when_the_project_loads(notes: Env, config: s
     assert message in str(caught.value)
 
 
-def test_a_model_without_a_model_name_says_where_to_set_one(notes: Env) -> None:
+def test_a_model_without_a_model_name_asks_the_default_model(notes: Env) -> None:
     notes.write("pyproject.toml", "[tool.enrich]\ndatabase = 'warehouse.duckdb'\n")
-
-    with pytest.raises(ProjectError, match=r"set model='gpt-4o-mini' in its config or .*defaults"):
+    spec = load_project(notes.root).models["note_labels"].enrich
+    assert spec is not None and spec.model == "gpt-4o-mini"
+    notes.write("pyproject.toml", "[tool.enrich.defaults]\nmodel = ''\n")
+    with pytest.raises(ProjectError, match=r"model must name a model, like model='gpt-4o-mini'"):
         load_project(notes.root)
 
 

@@ -31,13 +31,12 @@ class Harness:
         with path.open("rb") as handle:
             return self.client.files.create(file=handle, purpose="batch").id
 
-    def submit(self, lines: list[Any], **kwargs: Any) -> Any:
+    def submit(
+        self, lines: list[Any], endpoint: str = "/v1/chat/completions", **kwargs: Any
+    ) -> Any:
         file_id = self.upload(lines)
         return self.client.batches.create(
-            input_file_id=file_id,
-            endpoint="/v1/chat/completions",
-            completion_window="24h",
-            **kwargs,
+            input_file_id=file_id, endpoint=endpoint, completion_window="24h", **kwargs
         )
 
     def settle(self, batch_id: str, seconds: float = 5.0, steps: int = 20) -> Any:
@@ -52,6 +51,11 @@ class Harness:
         if not file_id:
             return []
         return [json.loads(x) for x in self.client.files.content(file_id).text.splitlines()]
+
+
+def batch_line(custom_id: str, url: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A batch input line."""
+    return {"custom_id": custom_id, "method": "POST", "url": url, "body": body}
 
 
 def chat_line(i: int, model: str = "gpt-4o-mini", **body: Any) -> dict[str, Any]:

@@ -61,12 +61,17 @@ def test_sync_chat_answers_in_the_schema_asked_for(harness):
     schema = {
         "type": "object",
         "additionalProperties": False,
-        "required": ["categories", "summary", "mood"],
+        "required": ["categories", "summary", "mood", "scores"],
         "properties": {
             "categories": {"type": "array", "items": {"type": "string"}},
             "summary": {"type": "string"},
             "mood": {"type": "string", "enum": ["dark", "light"]},
-            "scores": {"type": "object", "properties": {"n": {"type": "integer"}}},
+            "scores": {
+                "type": "object",
+                "properties": {"n": {"type": "integer"}},
+                "required": ["n"],
+                "additionalProperties": False,
+            },
         },
     }
     answer = harness.client.chat.completions.create(
