@@ -197,9 +197,12 @@ class BatchClient:
             raise _api_error(err, f"deleting file {file_id}", self.base_url) from err
 
     def respond(self, url: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        """One synchronous request (``/v1/chat/completions`` …), its response body as JSON."""
+        """One synchronous request (``/v1/chat/completions`` …), its response body as JSON.
+
+        Sent once: a retried call that had reached the model would be paid for twice."""
+        once = self._sdk.with_options(max_retries=0)
         with self._calling(f"calling {url}"):
-            answer = self._sdk.post(url.removeprefix("/v1"), body=dict(body), cast_to=object)
+            answer = once.post(url.removeprefix("/v1"), body=dict(body), cast_to=object)
         return answer if isinstance(answer, dict) else {}
 
     @contextmanager

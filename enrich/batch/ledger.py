@@ -212,6 +212,14 @@ def submission(db: Database, submission_id: str) -> Submission | None:
     return None if row is None else Submission(*row)
 
 
+def base_url(db: Database, submission_id: str) -> str | None:
+    """Where a submission's file was uploaded, if it was."""
+    row = db.fetchone(
+        "SELECT base_url FROM _enrich.batches WHERE submission_id = ?", [submission_id]
+    )
+    return None if row is None or row[0] is None else str(row[0])
+
+
 def tokens_in_flight(db: Database, model: str) -> int:
     """Estimated prompt tokens of a model's batches that are created and not finished."""
     row = db.fetchone(

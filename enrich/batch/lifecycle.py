@@ -280,10 +280,11 @@ def _insert(columns: Sequence[str]) -> str:
 
 def uploaded(db: Database, submission_id: str, file_id: str, base_url: str) -> None:
     """The shard's file is uploaded (`base_url` says where; never the key)."""
-    db.execute(
-        "UPDATE _enrich.batches SET input_file_id = ?, base_url = ? WHERE submission_id = ?",
-        [file_id, base_url, submission_id],
-    )
+    with db.exclusive():
+        db.execute(
+            "UPDATE _enrich.batches SET input_file_id = ?, base_url = ? WHERE submission_id = ?",
+            [file_id, base_url, submission_id],
+        )
 
 
 def created(db: Database, submission_id: str, batch_id: str, status: str, now: datetime) -> None:
@@ -311,21 +312,23 @@ class Seen:
 
 def seen(db: Database, submission_id: str, state: Seen, now: datetime) -> None:
     """Mirror the batch's status, counts, file ids and errors."""
-    db.execute(
-        "UPDATE _enrich.batches SET status = $status, completed = $completed, failed = $failed,"
-        " output_file_id = $output_file_id, error_file_id = $error_file_id, errors = $errors,"
-        " updated_at = $now WHERE submission_id = $submission",
-        asdict(state) | {"now": now, "submission": submission_id},
-    )
+    with db.exclusive():
+        db.execute(
+            "UPDATE _enrich.batches SET status = $status, completed = $completed, failed = $failed,"
+            " output_file_id = $output_file_id, error_file_id = $error_file_id, errors = $errors,"
+            " updated_at = $now WHERE submission_id = $submission",
+            asdict(state) | {"now": now, "submission": submission_id},
+        )
 
 
 def unresolved(db: Database, submission_id: str, now: datetime) -> None:
     """A create failed after it may have acted, and the API could not be asked: the next run's
     recovery looks for it before anything else."""
-    db.execute(
-        "UPDATE _enrich.batches SET status = ?, updated_at = ? WHERE submission_id = ?",
-        [UNRESOLVED, now, submission_id],
-    )
+    with db.exclusive():
+        db.execute(
+            "UPDATE _enrich.batches SET status = ?, updated_at = ? WHERE submission_id = ?",
+            [UNRESOLVED, now, submission_id],
+        )
 
 
 def release(db: Database, submission_id: str, now: datetime) -> None:

@@ -258,13 +258,17 @@ def preview(
     return table
 
 
+# Statuses that say the request itself is wrong: its answer, like a batch's error line.
+_THE_REQUESTS_FAULT = frozenset({400, 413, 422})
+
+
 def _respond(client: BatchClient, url: str, body: dict[str, Any]) -> dict[str, Any]:
     """One synchronous answer in the shape of a batch output line."""
     try:
         answer = client.respond(url, body)
     except ApiError as err:
-        if err.status is None:
-            raise
+        if err.status not in _THE_REQUESTS_FAULT:
+            raise  # the key, the account or the service: nothing was judged, nothing counts
         error = {"error": {"message": str(err), "code": None}}
         return {"response": {"status_code": err.status, "body": error}, "error": None}
     return {"response": {"status_code": 200, "body": answer}, "error": None}

@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..errors import ApiError
 from . import ledger, lifecycle
 from .lifecycle import Submission
 from .session import Session
@@ -45,6 +46,14 @@ def sweep(session: Session) -> None:
 def settle(session: Session, record: Submission) -> bool:
     """Find the batch `record` may have become; True if it exists (now recorded as created)."""
     client = session.api()
+    sent_to = ledger.base_url(session.db, record.submission_id)
+    if sent_to is not None and sent_to != client.base_url:
+        # Its file went to another API: asking this one would wrongly conclude it never existed.
+        raise ApiError(
+            f"{session.spec.path}: an interrupted submission was uploaded to {sent_to}, not to "
+            f"{client.base_url}; run again with OPENAI_BASE_URL (and the key) it was sent with, "
+            "so it is settled there (its state is kept)"
+        )
     since = epoch(record.created_at)
     found = client.find_batch(METADATA_KEY, record.submission_id, since)
     now = session.clock()

@@ -315,3 +315,36 @@ def test_a_submission_abandoned_before_its_batch_existed_leaves_no_file(
     assert not folder.exists() or list(folder.iterdir()) == []
     assert set(batch_executions(env).values()) == {1}
     assert env.query("SELECT max(attempts) FROM _enrich.requests") == [(1,)]
+
+
+# Found by review: threads polling one batch, previews and their keys, a changed base URL.
+
+
+@pytest.mark.parametrize("attempt", range(4))
+def test_twin_models_built_at_once_never_conflict(tmp_path: Path, attempt: int) -> None:
+    files = NOTES | {"models/note_labels_twin.sql": NOTES["models/note_labels.sql"]}
+    for env in start_env(tmp_path, files):
+        result = env.run(threads=2, poll_seconds=(1.0, 1.0))
+        assert result.ok, [r.message for r in result.results]
+        assert set(batch_executions(env).values()) == {1}
+
+
+def test_a_preview_refused_for_its_key_counts_nothing(wired: Env) -> None:
+    env = wired
+    runner.seed(env.root)
+    wrong = ApiConfig(env.base_url, "sk-wrong", max_retries=0)
+    with pytest.raises(ApiError, match="401"):
+        runner.preview(env.root, "note_labels", 3, options=env.options(api=wrong))
+    assert env.query("SELECT count(*) FROM _enrich.requests WHERE attempts > 0") == [(0,)]
+    assert submitted(env.run(), "note_labels") == DISTINCT
+
+
+def test_an_interrupted_submission_is_settled_only_where_it_was_sent(wired: Env) -> None:
+    env = wired
+    with pytest.raises(Crash):
+        env.run(on_step=crash_at("created"))
+    elsewhere = ApiConfig(env.server.base_url, API_KEY, max_retries=0)  # not through the wire
+    moved = env.run(api=elsewhere)
+    assert "was uploaded to" in node(moved, "note_labels").message
+    assert submitted(env.run(), "note_labels") == 0
+    assert_each_sent_once(env)
