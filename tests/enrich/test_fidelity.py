@@ -13,6 +13,7 @@ from enrich import ProjectError
 from enrich.batch import answers
 from enrich.batch.outputs import parse_output
 from enrich.project.loader import load_project
+from enrich.server.bodies import BodyCheck
 from enrich.warehouse.db import Database
 
 from .conftest import Env, node, start_env
@@ -230,3 +231,75 @@ def test_a_text_answer_that_is_empty_is_never_succeeded(tmp_path: Path) -> None:
     assert db.fetchall("SELECT request_hash, status, error_code FROM enrich_results ORDER BY 1") == [
         ("a", "failed", "empty_answer"), ("b", "succeeded", None)
     ]
+
+
+# Done when: a project using every endpoint, a reasoning model, the Responses API, json_object,
+# DATE/TIMESTAMP outputs and project-wide defaults puts only lines OpenAI accepts on the wire.
+
+EVERYTHING = {
+    "pyproject.toml": """
+        [tool.enrich]
+        database = "warehouse.duckdb"
+
+        [tool.enrich.defaults]
+        model = "gpt-4o-mini"
+        temperature = 0
+        max_tokens = 300
+        seed = 7
+    """,
+    "seeds/notes.csv": SEED,
+    "models/dated.sql": """
+        {{ config(materialized='enrich', unique_key='id', system_prompt='When was it?',
+                  output={'day': 'DATE', 'at': 'TIMESTAMP', 'tags': 'VARCHAR[]', 'n': 'BIGINT',
+                          'ok': 'BOOLEAN', 'score': 'DOUBLE', 'mood': ['good', 'bad'],
+                          'parts': 'STRUCT(a VARCHAR, b DOUBLE[])', 'clock': 'TIME',
+                          'ref': 'UUID'}) }}
+        select id, body as prompt from {{ ref('notes') }}
+    """,
+    "models/reasoned.sql": """
+        {{ config(materialized='enrich', unique_key='id', model='o4-mini', reasoning_effort='low',
+                  output={'label': ['cat', 'weather']}) }}
+        select id, body as prompt from {{ ref('notes') }}
+    """,
+    "models/responded.sql": """
+        {{ config(materialized='enrich', unique_key='id', endpoint='/v1/responses',
+                  model='gpt-5-mini', verbosity='low', output={'summary': 'VARCHAR'}) }}
+        select id, body as prompt from {{ ref('notes') }}
+    """,
+    "models/jsoned.sql": """
+        {{ config(materialized='enrich', unique_key='id', response_format='json_object',
+                  system_prompt='Answer in JSON.', output={'answer': 'VARCHAR'}) }}
+        select id, body as prompt from {{ ref('notes') }}
+    """,
+    "models/embedded.sql": """
+        {{ config(materialized='enrich', unique_key='id', endpoint='/v1/embeddings',
+                  model='text-embedding-3-small', dimensions=8) }}
+        select id, body as prompt from {{ ref('notes') }}
+    """,
+}
+
+
+def test_every_feature_puts_only_accepted_lines_on_the_wire(tmp_path: Path) -> None:
+    for env in start_env(tmp_path, EVERYTHING, wire=True):
+        result = env.run()
+        assert result.ok, [r.message for r in result.results]
+        assert all(r.extra.get("rows_succeeded") == 2 for r in result.results if r.extra)
+        lines = _lines_on_the_wire(env)
+        assert len(lines) == 10
+        check = BodyCheck()  # OpenAI's official schemas and the rules they leave out
+        assert [(u, check.check(u, b)) for u, b in lines if check.check(u, b)] == []
+        typed = env.query('SELECT typeof(day), typeof("at"), typeof(clock), typeof(ref) FROM dated')
+        assert typed[0] == ("DATE", "TIMESTAMP", "TIME", "UUID")
+
+
+def _lines_on_the_wire(env: Env) -> list[tuple[str, dict[str, Any]]]:
+    """Every request line of every upload that crossed the wire."""
+    assert env.wire is not None
+    uploads = [e for e in env.wire._snapshot() if e.call.path == "/v1/files" and e.call.method == "POST"]
+    lines = []
+    for upload in uploads:
+        for raw in upload.request_body.split(b"\n"):
+            if raw.startswith(b'{"custom_id"'):
+                line = json.loads(raw)
+                lines.append((line["url"], line["body"]))
+    return lines
