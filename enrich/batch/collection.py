@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 from ..errors import ApiError
@@ -45,11 +46,27 @@ def observe(session: Session, record: Submission, state: BatchState) -> bool:
     return True
 
 
-def ready(state: BatchState) -> bool:
-    """The batch has ended and its files can be read."""
+# How long a completed batch may show no output file before its lines are taken as lost (and so
+# sent again, while attempts remain) rather than waited for.
+OUTPUT_FILE_WAIT = timedelta(hours=1)
+
+
+def ready(session: Session, state: BatchState) -> bool:
+    """The batch has ended and its files can be read (or waiting longer for them is pointless)."""
     # Completed batches can show output_file_id null for a while before the file is attached.
-    attached = not (state.status == "completed" and state.completed and not state.output_file_id)
-    return state.done and attached
+    missing = state.status == "completed" and state.completed and not state.output_file_id
+    if not state.done:
+        return False
+    if not missing:
+        return True
+    first = session.output_waits.setdefault(state.id, session.clock())
+    if session.clock() - first < OUTPUT_FILE_WAIT:
+        return False
+    session.say(
+        f"batch {state.id}: completed, but no output file after {OUTPUT_FILE_WAIT}; "
+        "its lines are taken as lost and sent again"
+    )
+    return True
 
 
 def collect(session: Session, record: Submission, state: BatchState) -> None:

@@ -81,7 +81,7 @@ def _poll(session: Session) -> tuple[bool, bool]:
         if state.status in _ACCEPTED and record.node == session.job.name:
             session.accepted()
         changed = observe(session, record, state) or changed
-        if ready(state):
+        if ready(session, state):
             collect(session, record, state)
             changed = collected = True
     return changed, collected

@@ -90,6 +90,7 @@ class Session:
     retry_at: datetime | None = None  # when to try again while refused and nothing is in flight
     backoff: float = 0.0  # seconds, doubling with each refusal up to the poll maximum
     client: BatchClient | None = None
+    output_waits: dict[str, datetime] = field(default_factory=dict)  # batch id: first seen bare
     preview_limit: int | None = None  # a preview answers this many first rows, synchronously
 
     @property

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from enrich import ApiError
-from enrich.project import runner
 from enrich.batch import request_lines
 from enrich.batch.client import ApiConfig
+from enrich.project import runner
 from enrich.project.loader import load_project
 from enrich.warehouse.db import Database
 
@@ -136,7 +136,10 @@ def test_an_interrupted_preview_leaves_nothing_open_and_the_run_sends_the_rest(
     runner.seed(env.root)
     with pytest.raises(Crash):
         runner.preview(
-            env.root, "note_labels", 3, options=env.options(on_step=crash_at("answered")),
+            env.root,
+            "note_labels",
+            3,
+            options=env.options(on_step=crash_at("answered")),
             clock=env.now,
         )
     assert open_submissions(env) == 0
@@ -215,7 +218,11 @@ def test_a_batch_created_before_a_crash_is_found_behind_2010_newer_ones(wired: E
     source = engine.upload("other.jsonl", "batch", io.BytesIO(line), len(line), None)["id"]
     for _ in range(2010):
         engine.create_batch(
-            {"input_file_id": source, "endpoint": "/v1/chat/completions", "completion_window": "24h"}
+            {
+                "input_file_id": source,
+                "endpoint": "/v1/chat/completions",
+                "completion_window": "24h",
+            }
         )
     result = env.run()
     assert result.ok and submitted(result, "note_labels") == 0
@@ -348,3 +355,15 @@ def test_an_interrupted_submission_is_settled_only_where_it_was_sent(wired: Env)
     assert "was uploaded to" in node(moved, "note_labels").message
     assert submitted(env.run(), "note_labels") == 0
     assert_each_sent_once(env)
+
+
+def test_a_completed_batch_whose_output_file_never_comes_is_not_waited_for_forever(
+    wired: Env,
+) -> None:
+    env = wired
+    env.faults(null_output_polls=10**9)
+    result = env.run(poll_seconds=(60.0, 600.0))
+    labels = node(result, "note_labels")
+    assert "no output file after" in " ".join(e.message for e in env.events)
+    assert labels.extra["rows_pending"] == 0 and labels.extra["rows_failed"] == 5  # missing, 3 times
+    assert set(batch_executions(env).values()) == {3}
