@@ -16,6 +16,7 @@ from ..batch import pipeline
 from ..batch.options import EnrichOptions, utc_now
 from ..batch.session import Job
 from ..batch.spec import ENRICH_KEYS
+from ..errors import ExecutionError
 from ..warehouse.db import Database
 from .nodes import Model, Project
 
@@ -67,8 +68,19 @@ def build_table(model: Model, ctx: BuildContext) -> Outcome:
     return Outcome(rows, f"table {model.name} built with {rows} rows")
 
 
+def require_upstream(db: Database, model: Model) -> None:
+    """Every model or seed `model` reads exists in the database, or say which to build."""
+    missing = sorted(n for n in model.depends_on if db.relation_kind(n) is None)
+    if missing:
+        raise ExecutionError(
+            f"{model.path}: reads {', '.join(missing)}, not built yet; build what it reads first: "
+            f"enrich run -s +{model.name}"
+        )
+
+
 def build_enrich(model: Model, ctx: BuildContext) -> Outcome:
     """Send the model's rows through the Batch API and build a table of the answers."""
+    require_upstream(ctx.db, model)
     done = pipeline.build(enrich_job(model, ctx.project), ctx.db, ctx.options, ctx.clock)
     return Outcome(done.rows, done.message, done.figures, done.status)
 

@@ -19,10 +19,11 @@ from typing import Any
 from ..batch import ledger, pipeline
 from ..batch.options import EnrichOptions, utc_now
 from ..errors import EnrichError, ExecutionError, ProjectError
+from ..warehouse import sql
 from ..warehouse.db import MEMORY, Database, Table
 from . import artifacts, dag, selector
 from .loader import load_project
-from .materializations import MATERIALIZATIONS, BuildContext, enrich_job
+from .materializations import MATERIALIZATIONS, BuildContext, enrich_job, require_upstream
 from .nodes import Model, Project, Seed
 from .run_results import NodeResult, RunResult, Status
 
@@ -114,10 +115,18 @@ def compile_model(project_dir: str | Path, name: str) -> str:
 
 
 def show(project_dir: str | Path, name: str, limit: int = 5) -> Table:
-    """The first `limit` rows of a model's query, run against the database as it is now."""
+    """The first `limit` rows of a model: an enrich model's table (keys, answers, provenance),
+    any other model's query, run against the database as it is now."""
     project = load_project(project_dir)
     model = project.model(name)
     with _open(project) as db:
+        if model.enrich is not None:
+            if db.relation_kind(name) is None:
+                raise ExecutionError(
+                    f"{model.path}: {name} has no table yet; build it with enrich run -s {name}"
+                )
+            return db.read_table(sql.select_all(name), limit)
+        require_upstream(db, model)
         return db.read_table(model.sql, limit)
 
 
@@ -142,15 +151,8 @@ def preview(
         )
     with _open(project) as db:
         chosen = dataclasses.replace(options or EnrichOptions(), run_id=uuid.uuid4().hex)
-        try:
-            return pipeline.preview(enrich_job(model, project), db, chosen, limit, clock)
-        except ExecutionError as err:
-            if "does not exist" not in str(err):
-                raise
-            raise ExecutionError(
-                f"{model.path}: {err}\nbuild what it reads first: enrich run -s +{name} "
-                f"--exclude {name}"
-            ) from err
+        require_upstream(db, model)
+        return pipeline.preview(enrich_job(model, project), db, chosen, limit, clock)
 
 
 @dataclass(frozen=True)

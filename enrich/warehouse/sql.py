@@ -115,6 +115,11 @@ def drop(kind: str, name: str) -> str:
     return f"DROP {keyword} IF EXISTS {quote_table(name)}"
 
 
+def select_all(name: str) -> str:
+    """``SELECT *`` of a table or view."""
+    return f"SELECT * FROM {quote_table(name)}"
+
+
 def count_rows(name: str) -> str:
     """``SELECT count(*)`` of a table or view."""
     return f"SELECT count(*) FROM {quote_table(name)}"
