@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from enrich.project import dag
 from enrich.errors import DependencyError
+from enrich.project import dag
 
 
 @pytest.mark.parametrize(
@@ -14,18 +14,20 @@ from enrich.errors import DependencyError
         ({"d": {"b", "c"}, "c": {"a"}, "b": {"a"}, "a": set()}, ["a", "b", "c", "d"]),
     ],
 )
-def test_topological_order_puts_dependencies_first(graph, order):
+def test_topological_order_puts_dependencies_first(
+    graph: dict[str, set[str]], order: list[str]
+) -> None:
     assert dag.topological_order(graph) == order
 
 
-def test_cycle_is_reported_as_its_path():
+def test_cycle_is_reported_as_its_path() -> None:
     with pytest.raises(DependencyError) as info:
         dag.topological_order({"a": {"b"}, "b": {"a"}, "c": set()})
     message = str(info.value)
     assert "a → b → a" in message or "b → a → b" in message
 
 
-def test_upstream_and_downstream_with_depth():
+def test_upstream_and_downstream_with_depth() -> None:
     graph = {"a": set(), "b": {"a"}, "c": {"b"}, "d": {"c"}}
     assert dag.upstream(graph, ["d"]) == {"a", "b", "c"}
     assert dag.upstream(graph, ["d"], depth=1) == {"c"}

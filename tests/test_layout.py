@@ -59,7 +59,9 @@ MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 def _graph() -> dict[str, set[str]]:
     return {
-        name: {m for m in _imports(path) if m in MODULES and m != name and not name.startswith(m + ".")}
+        name: {
+            m for m in _imports(path) if m in MODULES and m != name and not name.startswith(m + ".")
+        }
         for name, path in MODULES.items()
     }
 

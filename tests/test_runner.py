@@ -1,18 +1,20 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import duckdb
 import pytest
 
 import enrich
+from enrich.project.run_results import RunResult
 
 
-def _statuses(result):
+def _statuses(result: RunResult) -> dict[str, str]:
     return {r.name: r.status for r in result.results}
 
 
-def test_run_builds_seeds_then_models_in_dag_order(basic_project):
+def test_run_builds_seeds_then_models_in_dag_order(basic_project: Path) -> None:
     result = enrich.run(basic_project)
     names = [r.name for r in result.results]
     assert names[0] == "people"
@@ -21,14 +23,20 @@ def test_run_builds_seeds_then_models_in_dag_order(basic_project):
     assert result.ok
     with duckdb.connect(str(basic_project / "enrich.duckdb")) as con:
         assert con.sql("select * from people_by_city order by city").fetchall() == [
-            ("Helsinki", 1), ("London", 1), ("New York", 1),
+            ("Helsinki", 1),
+            ("London", 1),
+            ("New York", 1),
         ]
-        kinds = dict(con.sql("select table_name, table_type from information_schema.tables").fetchall())
+        kinds = dict(
+            con.sql("select table_name, table_type from information_schema.tables").fetchall()
+        )
     assert kinds["stg_people"] == "VIEW" and kinds["people_by_city"] == "BASE TABLE"
 
 
-def test_a_failing_model_skips_its_downstream_and_not_the_rest(basic_project):
-    (basic_project / "models/staging/stg_people.sql").write_text("select id, no_such_column from people")
+def test_a_failing_model_skips_its_downstream_and_not_the_rest(basic_project: Path) -> None:
+    (basic_project / "models/staging/stg_people.sql").write_text(
+        "select id, no_such_column from people"
+    )
     result = enrich.run(basic_project, threads=2)
     statuses = _statuses(result)
     assert statuses["stg_people"] == "error"
@@ -40,14 +48,14 @@ def test_a_failing_model_skips_its_downstream_and_not_the_rest(basic_project):
     assert "no_such_column" in failed.message
 
 
-def test_select_runs_only_the_chosen_models_and_their_seeds(basic_project):
+def test_select_runs_only_the_chosen_models_and_their_seeds(basic_project: Path) -> None:
     result = enrich.run(basic_project, select=["londoners"])
     assert _statuses(result) == {"people": "success", "londoners": "error"}
     result = enrich.run(basic_project, select=["+londoners"], exclude=["people"])
     assert _statuses(result) == {"stg_people": "success", "londoners": "success"}
 
 
-def test_switching_a_model_from_view_to_table(basic_project):
+def test_switching_a_model_from_view_to_table(basic_project: Path) -> None:
     enrich.run(basic_project)
     path = basic_project / "models/other.sql"
     path.write_text("{{ config(materialized='table') }} select 42 as answer")
@@ -59,11 +67,11 @@ def test_switching_a_model_from_view_to_table(basic_project):
 
 
 @pytest.mark.parametrize("threads", [1, 4])
-def test_threads_build_the_same_result(basic_project, threads):
+def test_threads_build_the_same_result(basic_project: Path, threads: int) -> None:
     assert enrich.run(basic_project, threads=threads).ok
 
 
-def test_run_results_and_manifest(basic_project):
+def test_run_results_and_manifest(basic_project: Path) -> None:
     (basic_project / "models/other.sql").write_text("select * from nowhere")
     enrich.run(basic_project)
     results = json.loads((basic_project / "target/run_results.json").read_text())
@@ -82,7 +90,7 @@ def test_run_results_and_manifest(basic_project):
     assert manifest["nodes"]["people"]["kind"] == "seed"
 
 
-def test_compile_and_show(basic_project):
+def test_compile_and_show(basic_project: Path) -> None:
     assert 'from "people"' in enrich.compile_model(basic_project, "stg_people")
     enrich.run(basic_project)
     table = enrich.show(basic_project, "stg_people", limit=2)
@@ -91,13 +99,13 @@ def test_compile_and_show(basic_project):
     assert "GRACE" in table.text
 
 
-def test_list_nodes_in_dag_order(basic_project):
+def test_list_nodes_in_dag_order(basic_project: Path) -> None:
     nodes = enrich.list_nodes(basic_project, select=["path:models/marts"])
     assert [n.name for n in nodes] == ["londoners", "people_by_city"]
     assert nodes[1].materialized == "table"
 
 
-def test_artifacts_written_by_runs_at_once_are_whole(basic_project):
+def test_artifacts_written_by_runs_at_once_are_whole(basic_project: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor
     from datetime import UTC, datetime
 

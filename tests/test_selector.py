@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from enrich.project import selector
 from enrich.errors import SelectionError
+from enrich.project import selector
 from enrich.project.selector import NodeInfo
 
 GRAPH = {
@@ -43,16 +43,16 @@ INFO = {
         ([], ["stg_people+"], {"people", "other"}),
     ],
 )
-def test_selectors(include, exclude, expected):
+def test_selectors(include: list[str], exclude: list[str], expected: set[str]) -> None:
     assert selector.select(GRAPH, INFO, include, exclude) == expected
 
 
-def test_unknown_name_suggests_a_close_one():
+def test_unknown_name_suggests_a_close_one() -> None:
     with pytest.raises(SelectionError, match="did you mean 'londoners'"):
         selector.select(GRAPH, INFO, ["londoner"])
 
 
 @pytest.mark.parametrize("text", ["bogus:x", "tag:", "+"])
-def test_malformed_selectors_are_rejected(text):
+def test_malformed_selectors_are_rejected(text: str) -> None:
     with pytest.raises(SelectionError):
         selector.parse(text)

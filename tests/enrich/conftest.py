@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from enrich.project import runner
 from enrich.batch.client import ApiConfig
-from enrich.warehouse.db import Database
 from enrich.batch.options import EnrichEvent, EnrichOptions
+from enrich.project import runner
 from enrich.project.run_results import NodeResult, RunResult
 from enrich.server import ManualClock, Running, ServerConfig, serve_in_thread
+from enrich.warehouse.db import Database
 
 from ..wire import Wire, wire_proxy
 
@@ -83,12 +83,20 @@ class Env:
         return EnrichOptions(**(values | changes))
 
     def run(
-        self, *, full_refresh: bool = False, select: tuple[str, ...] = (), threads: int = 1,
+        self,
+        *,
+        full_refresh: bool = False,
+        select: tuple[str, ...] = (),
+        threads: int = 1,
         **changes: Any,
     ) -> RunResult:
         return runner.run(
-            self.root, options=self.options(**changes), clock=self.now,
-            full_refresh=full_refresh, select=select, threads=threads,
+            self.root,
+            options=self.options(**changes),
+            clock=self.now,
+            full_refresh=full_refresh,
+            select=select,
+            threads=threads,
         )
 
     def faults(self, **faults: Any) -> None:
@@ -159,6 +167,10 @@ def copy_example(tmp_path: Path) -> Path:
 def cookbook(tmp_path: Path) -> Iterator[Env]:
     """The two cookbook examples (IMDB categories, furniture captions) as the README runs them."""
     root = copy_example(tmp_path)
-    files = {str(p.relative_to(root)): p.read_text(encoding="utf-8") for p in root.rglob("*") if p.is_file()}
+    files = {
+        str(p.relative_to(root)): p.read_text(encoding="utf-8")
+        for p in root.rglob("*")
+        if p.is_file()
+    }
     shutil.rmtree(root)
     yield from start_env(tmp_path, files)

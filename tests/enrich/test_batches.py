@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from enrich.batch import answers as batch_results
-from enrich.warehouse.db import Database
 from enrich.project.loader import load_project
 from enrich.project.run_results import RunResult
 from enrich.server import Limits
+from enrich.warehouse.db import Database
 
 from .conftest import NOTES, Env, node, start_env, submitted
 
@@ -40,7 +41,10 @@ def test_no_wait_submits_and_a_later_run_collects_without_resending(notes: Env) 
     second = notes.run()
 
     assert submitted(second, "note_labels") == 0 and figures(second) == (5, 0, 0)
-    assert node(second, "note_labels").extra["batch_ids"] == node(first, "note_labels").extra["batch_ids"]
+    assert (
+        node(second, "note_labels").extra["batch_ids"]
+        == node(first, "note_labels").extra["batch_ids"]
+    )
     assert max(executed(notes).values()) == 1 and len(executed(notes)) == 4
 
 
@@ -65,7 +69,7 @@ def test_shards_respect_the_line_limit_and_waves_the_token_budget(tmp_path: Any)
         created = [b for b in env.server.engine.list_batches(100, None)["data"]]
         spans = sorted((b["in_progress_at"] or b["created_at"], b["completed_at"]) for b in created)
         # One batch's tokens at a time fit the budget of 30: each starts after the last ended.
-        assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:]))
+        assert all(later[0] >= earlier[1] for earlier, later in pairwise(spans))
 
 
 def test_failed_rows_are_retried_by_later_runs_up_to_max_attempts(notes: Env) -> None:
@@ -74,7 +78,8 @@ def test_failed_rows_are_retried_by_later_runs_up_to_max_attempts(notes: Env) ->
 
     assert attempts == [4, 4, 4, 0]  # max_attempts defaults to 3
     rows = notes.query(
-        "SELECT DISTINCT status, attempts, error_code FROM _enrich.requests WHERE node = 'note_labels'"
+        "SELECT DISTINCT status, attempts, error_code FROM _enrich.requests"
+        " WHERE node = 'note_labels'"
     )
     assert rows == [("failed", 3, "truncated")]
     notes.faults(truncated_fraction=0.0)
@@ -84,7 +89,12 @@ def test_failed_rows_are_retried_by_later_runs_up_to_max_attempts(notes: Env) ->
 
 def test_answers_outside_the_allowed_values_are_failures_not_labels(notes: Env) -> None:
     model = notes.root / "models" / "note_labels.sql"
-    model.write_text(model.read_text().replace("system_prompt='Label the note.',", "system_prompt='Answer in JSON.', response_format='json_object',"))
+    model.write_text(
+        model.read_text().replace(
+            "system_prompt='Label the note.',",
+            "system_prompt='Answer in JSON.', response_format='json_object',",
+        )
+    )
 
     result = notes.run()
 
@@ -104,9 +114,21 @@ def test_the_token_limit_on_a_wave_waits_and_resubmits(notes: Env) -> None:
     assert sum(executed(notes).values()) == 4
 
 
-@pytest.mark.parametrize("step", ["submission_recorded", "uploaded", "upload_recorded", "created",
-                                  "created_recorded", "state_recorded", "downloaded", "half_merged",
-                                  "merged", "target_built"])
+@pytest.mark.parametrize(
+    "step",
+    [
+        "submission_recorded",
+        "uploaded",
+        "upload_recorded",
+        "created",
+        "created_recorded",
+        "state_recorded",
+        "downloaded",
+        "half_merged",
+        "merged",
+        "target_built",
+    ],
+)
 def test_an_interruption_at_any_step_never_sends_a_request_twice(notes: Env, step: str) -> None:
     def crash(name: str) -> None:
         if name == step:
@@ -149,8 +171,10 @@ def _answer_line(custom_id: str, status: int, content: str = "") -> str:
     body: dict[str, Any] = {"error": {"message": "server error"}}
     if status == 200:
         message = {"role": "assistant", "content": content, "refusal": None}
-        body = {"choices": [{"finish_reason": "stop", "message": message}],
-                "usage": {"prompt_tokens": 9, "completion_tokens": 5}}
+        body = {
+            "choices": [{"finish_reason": "stop", "message": message}],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 5},
+        }
     return json.dumps({"custom_id": custom_id, "response": {"status_code": status, "body": body}})
 
 
@@ -158,17 +182,34 @@ def test_a_request_in_both_files_or_twice_keeps_its_answer(notes: Env, tmp_path:
     spec = load_project(notes.root).models["note_labels"].enrich
     assert spec is not None
     answer = '{"label": "pets", "score": 0.5}'
-    expired = json.dumps({"custom_id": "a", "response": None,
-                          "error": {"code": "batch_expired", "message": "expired"}})
+    expired = json.dumps(
+        {
+            "custom_id": "a",
+            "response": None,
+            "error": {"code": "batch_expired", "message": "expired"},
+        }
+    )
     (tmp_path / "output.jsonl").write_text(
-        "\n".join([_answer_line("a", 200, answer), _answer_line("b", 200, answer),
-                   _answer_line("b", 200, answer), _answer_line("c", 500)]) + "\n")
+        "\n".join(
+            [
+                _answer_line("a", 200, answer),
+                _answer_line("b", 200, answer),
+                _answer_line("b", 200, answer),
+                _answer_line("c", 500),
+            ]
+        )
+        + "\n"
+    )
     (tmp_path / "error.jsonl").write_text(expired + "\n" + _answer_line("b", 500) + "\n")
     db = Database.connect(":memory:")
 
-    loaded = batch_results.load_results(db, spec, [tmp_path / "output.jsonl", tmp_path / "error.jsonl"])
+    loaded = batch_results.load_results(
+        db, spec, [tmp_path / "output.jsonl", tmp_path / "error.jsonl"]
+    )
 
     assert loaded == 3
     assert db.fetchall("SELECT request_hash, status FROM enrich_results ORDER BY 1") == [
-        ("a", "succeeded"), ("b", "succeeded"), ("c", "retry"),
+        ("a", "succeeded"),
+        ("b", "succeeded"),
+        ("c", "retry"),
     ]

@@ -204,7 +204,9 @@ def test_show_on_an_enrich_model_shows_its_keys_and_answers(notes: Env) -> None:
 
 
 def test_a_model_whose_upstream_is_not_built_says_which_to_build(notes: Env) -> None:
-    outcome = runner.run(notes.root, select=["note_labels"], exclude=["notes"], options=notes.options())
+    outcome = runner.run(
+        notes.root, select=["note_labels"], exclude=["notes"], options=notes.options()
+    )
     message = outcome.results[-1].message
     assert message == (
         "models/note_labels.sql: reads notes, not built yet; build what it reads first: "

@@ -83,25 +83,30 @@ def test_parameters_go_where_each_endpoint_and_model_takes_them(
 
 REFUSED = {
     "temperature on a reasoning model": (
-        "model='o3', temperature=0.2", "temperature cannot be sent to o3 on /v1/chat/completions"
+        "model='o3', temperature=0.2",
+        "temperature cannot be sent to o3 on /v1/chat/completions",
     ),
     "max_tokens on embeddings": (
         "endpoint='/v1/embeddings', model='text-embedding-3-small', max_tokens=5",
         "max_tokens cannot be sent to text-embedding-3-small on /v1/embeddings",
     ),
     "reasoning_effort on an ordinary model": (
-        "model='gpt-4o-mini', reasoning_effort='low'", "only reasoning models take it"
+        "model='gpt-4o-mini', reasoning_effort='low'",
+        "only reasoning models take it",
     ),
     "a seed on the Responses API": (
-        "endpoint='/v1/responses', model='gpt-4o-mini', seed=1", "Responses API does not take it"
+        "endpoint='/v1/responses', model='gpt-4o-mini', seed=1",
+        "Responses API does not take it",
     ),
     "a key named like an internal column": ("unique_key='request_hash'", "'request_hash'"),
     "an output differing from a key only in case": (
-        "output={'ID': 'VARCHAR'}", "differ only in case"
+        "output={'ID': 'VARCHAR'}",
+        "differ only in case",
     ),
     "an output named like an internal column": ("output={'Tokens': 'BIGINT'}", "'Tokens'"),
     "too many allowed values": (
-        "output={'x': range(1200) | map('string') | list}", "1200 allowed values in all"
+        "output={'x': range(1200) | map('string') | list}",
+        "1200 allowed values in all",
     ),
 }
 
@@ -125,13 +130,15 @@ def _body_with_key(tmp_path: Path, config: str) -> None:
     root = tmp_path / "k"
     (root / "models").mkdir(parents=True)
     (root / "models" / "m.sql").write_text(
-        "{{ config(materialized='enrich', " + config + ") }}\nselect 1 as request_hash, 'x' as prompt\n"
+        "{{ config(materialized='enrich', "
+        + config
+        + ") }}\nselect 1 as request_hash, 'x' as prompt\n"
     )
     load_project(root)
 
 
 def test_inherited_parameters_an_endpoint_does_not_take_are_not_sent(tmp_path: Path) -> None:
-    body = _body(tmp_path, "model='o3'", 'temperature = 0\ntop_p = 0.5\nmax_tokens = 50')
+    body = _body(tmp_path, "model='o3'", "temperature = 0\ntop_p = 0.5\nmax_tokens = 50")
     assert body == {"model": "o3", "max_completion_tokens": 50}
 
 
@@ -156,7 +163,9 @@ def test_json_object_without_the_word_json_is_refused_before_sending(tmp_path: P
         message = node(result, "labels").message
         assert "needs the word JSON" in message and message.startswith("models/labels.sql: ")
         assert env.files_uploaded() == 0
-        env.write("models/labels.sql", files["models/labels.sql"].replace("Label it.", "Answer in JSON."))
+        env.write(
+            "models/labels.sql", files["models/labels.sql"].replace("Label it.", "Answer in JSON.")
+        )
         assert env.run().ok
 
 
@@ -174,15 +183,18 @@ HOSTILE = {
     "content blank": ("  \n", "empty_answer"),
     "not JSON": ("n is 1", "invalid_json"),
     "a timestamp whose offset would be dropped": (
-        '{"n": 1, "s": "x", "ts": "2024-01-02T03:04:05+02:00"}', "out_of_schema"
+        '{"n": 1, "s": "x", "ts": "2024-01-02T03:04:05+02:00"}',
+        "out_of_schema",
     ),
 }
 
 
 def _line(custom_id: str, content: str | None) -> str:
     message = {"role": "assistant", "content": content, "refusal": None}
-    body = {"choices": [{"finish_reason": "stop", "message": message}],
-            "usage": {"prompt_tokens": 9, "completion_tokens": 5}}
+    body = {
+        "choices": [{"finish_reason": "stop", "message": message}],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 5},
+    }
     return json.dumps({"custom_id": custom_id, "response": {"status_code": 200, "body": body}})
 
 
@@ -191,7 +203,8 @@ def _classify(tmp_path: Path, output: str, lines: list[str]) -> list[tuple[Any, 
     (root / "models").mkdir(parents=True, exist_ok=True)
     (root / "models" / "m.sql").write_text(
         "{{ config(materialized='enrich', unique_key='id', model='gpt-4o-mini', output="
-        + output + ") }}\nselect 1 as id, 'x' as prompt\n"
+        + output
+        + ") }}\nselect 1 as id, 'x' as prompt\n"
     )
     spec = load_project(root).models["m"].enrich
     assert spec is not None
@@ -209,8 +222,10 @@ def test_an_answer_outside_the_declared_types_fails_with_a_reason(
     output = "{'n': 'BIGINT', 's': 'VARCHAR'}"
     if content is not None and '"ts"' in content:
         output = "{'n': 'BIGINT', 's': 'VARCHAR', 'ts': 'TIMESTAMP'}"
-    good = '{"n": 7, "s": "ok"}' if '"ts"' not in (content or "") else (
-        '{"n": 7, "s": "ok", "ts": "2024-01-02T03:04:05Z"}'
+    good = (
+        '{"n": 7, "s": "ok"}'
+        if '"ts"' not in (content or "")
+        else ('{"n": 7, "s": "ok", "ts": "2024-01-02T03:04:05Z"}')
     )
     rows = _classify(tmp_path, output, [_line("bad", content), _line("good", good)])
     assert rows == [("bad", "failed", reason), ("good", "succeeded", None)]
@@ -228,9 +243,9 @@ def test_a_text_answer_that_is_empty_is_never_succeeded(tmp_path: Path) -> None:
     (tmp_path / "out.jsonl").write_text(_line("a", None) + "\n" + _line("b", "fine") + "\n")
     db = Database.connect(":memory:")
     answers.load_results(db, spec, [tmp_path / "out.jsonl"])
-    assert db.fetchall("SELECT request_hash, status, error_code FROM enrich_results ORDER BY 1") == [
-        ("a", "failed", "empty_answer"), ("b", "succeeded", None)
-    ]
+    assert db.fetchall(
+        "SELECT request_hash, status, error_code FROM enrich_results ORDER BY 1"
+    ) == [("a", "failed", "empty_answer"), ("b", "succeeded", None)]
 
 
 # Done when: a project using every endpoint, a reasoning model, the Responses API, json_object,
@@ -295,7 +310,9 @@ def test_every_feature_puts_only_accepted_lines_on_the_wire(tmp_path: Path) -> N
 def _lines_on_the_wire(env: Env) -> list[tuple[str, dict[str, Any]]]:
     """Every request line of every upload that crossed the wire."""
     assert env.wire is not None
-    uploads = [e for e in env.wire._snapshot() if e.call.path == "/v1/files" and e.call.method == "POST"]
+    uploads = [
+        e for e in env.wire._snapshot() if e.call.path == "/v1/files" and e.call.method == "POST"
+    ]
     lines = []
     for upload in uploads:
         for raw in upload.request_body.split(b"\n"):

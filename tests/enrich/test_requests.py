@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -14,22 +15,22 @@ from .conftest import NOTES, Env, node, start_env, submitted
 BAD_ROWS = [
     pytest.param(
         "select id, body as prompt from {{ ref('notes') }} union all select 1, 'again'",
-        "unique_key is not unique: key {\"id\":1} appears 2 times",
+        'unique_key is not unique: key {"id":1} appears 2 times',
         id="duplicate-key",
     ),
     pytest.param(
         "select id, case when id = 3 then null else body end as prompt from {{ ref('notes') }}",
-        "the prompt of key {\"id\":3} is NULL or empty (1 row(s) like it)",
+        'the prompt of key {"id":3} is NULL or empty (1 row(s) like it)',
         id="null-prompt",
     ),
     pytest.param(
         "select id, case when id = 2 then '   ' else body end as prompt from {{ ref('notes') }}",
-        "the prompt of key {\"id\":2} is NULL or empty",
+        'the prompt of key {"id":2} is NULL or empty',
         id="empty-prompt",
     ),
     pytest.param(
         "select nullif(id, 4) as id, body as prompt from {{ ref('notes') }}",
-        "key {\"id\":null} has a NULL part",
+        'key {"id":null} has a NULL part',
         id="null-key",
     ),
     pytest.param(
@@ -49,7 +50,10 @@ BAD_ROWS = [
 def test_a_bad_row_stops_the_model_before_anything_is_uploaded(
     notes: Env, select: str, message: str
 ) -> None:
-    notes.write("pyproject.toml", NOTES["pyproject.toml"] + "\n[tool.enrich.batch]\nenqueued_tokens = 50000\n")
+    notes.write(
+        "pyproject.toml",
+        NOTES["pyproject.toml"] + "\n[tool.enrich.batch]\nenqueued_tokens = 50000\n",
+    )
     config = "{{ config(materialized='enrich', unique_key='id', system_prompt='Label.') }}\n"
     notes.write("models/note_labels.sql", config + select)
 
@@ -63,11 +67,14 @@ def test_a_bad_row_stops_the_model_before_anything_is_uploaded(
 
 
 def test_a_request_over_the_file_size_limit_is_refused_naming_its_key(notes: Env) -> None:
-    notes.write("pyproject.toml", NOTES["pyproject.toml"] + "\n[tool.enrich.batch]\nmax_bytes = 2000\n")
+    notes.write(
+        "pyproject.toml", NOTES["pyproject.toml"] + "\n[tool.enrich.batch]\nmax_bytes = 2000\n"
+    )
     notes.write(
         "models/note_labels.sql",
         "{{ config(materialized='enrich', unique_key='id') }}\n"
-        "select id, case when id = 5 then repeat('x', 3000) else body end as prompt from {{ ref('notes') }}",
+        "select id, case when id = 5 then repeat('x', 3000) else body end as prompt"
+        " from {{ ref('notes') }}",
     )
 
     failure = node(notes.run(), "note_labels")
@@ -77,19 +84,27 @@ def test_a_request_over_the_file_size_limit_is_refused_naming_its_key(notes: Env
 
 
 CONFIG_ERRORS = [
-    ("output={'label': 'VARCHR'}", "output field 'label': Catalog Error: Type with name VARCHR does not exist"),
+    (
+        "output={'label': 'VARCHR'}",
+        "output field 'label': Catalog Error: Type with name VARCHR does not exist",
+    ),
     ("output={'label': []}", "output field 'label': the list of allowed values is empty"),
     ("output={'label': 'MAP(VARCHAR, INTEGER)'}", "cannot be answered in JSON"),
     ("outptu={'label': 'VARCHAR'}", "config key 'outptu' is unknown (did you mean 'output'?)"),
     ("response_format='json_object'", "response_format='json_object' needs output="),
     ("endpoint='/v1/completions'", "endpoint '/v1/completions' is not supported"),
-    ("system_prompt_file='prompts/missing.md'", "system_prompt_file 'prompts/missing.md' does not exist"),
+    (
+        "system_prompt_file='prompts/missing.md'",
+        "system_prompt_file 'prompts/missing.md' does not exist",
+    ),
     ("max_attempts=0", "max_attempts must be a whole number of at least 1"),
 ]
 
 
 @pytest.mark.parametrize(("config", "message"), CONFIG_ERRORS)
-def test_config_mistakes_are_caught_when_the_project_loads(notes: Env, config: str, message: str) -> None:
+def test_config_mistakes_are_caught_when_the_project_loads(
+    notes: Env, config: str, message: str
+) -> None:
     notes.write(
         "models/note_labels.sql",
         f"{{{{ config(materialized='enrich', unique_key='id', {config}) }}}}\n"
@@ -123,16 +138,22 @@ def test_identical_requests_in_different_rows_are_sent_once(notes: Env) -> None:
 def test_answers_are_typed_and_labels_stay_in_their_list(notes: Env) -> None:
     notes.run()
 
-    types = dict(notes.query(
-        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'note_labels'"
-    ))
+    types = dict(
+        notes.query(
+            "SELECT column_name, data_type FROM information_schema.columns"
+            " WHERE table_name = 'note_labels'"
+        )
+    )
     assert types["label"].startswith("ENUM(") and types["score"] == "DOUBLE"
     assert types["id"] == "BIGINT"
 
 
 def test_rows_gone_from_the_source_leave_the_table(notes: Env) -> None:
     notes.run()
-    notes.write("seeds/notes.csv", "id,body,topic\n1,The cat sat on the mat.,pets\n2,Rain is expected tomorrow.,weather\n")
+    notes.write(
+        "seeds/notes.csv",
+        "id,body,topic\n1,The cat sat on the mat.,pets\n2,Rain is expected tomorrow.,weather\n",
+    )
 
     result = notes.run()
 
@@ -142,7 +163,9 @@ def test_rows_gone_from_the_source_leave_the_table(notes: Env) -> None:
 
 def test_keep_removed_keeps_rows_gone_from_the_source(notes: Env) -> None:
     model = notes.root / "models" / "note_labels.sql"
-    model.write_text(model.read_text().replace("unique_key='id',", "unique_key='id', keep_removed=true,"))
+    model.write_text(
+        model.read_text().replace("unique_key='id',", "unique_key='id', keep_removed=true,")
+    )
     notes.run()
     notes.write("seeds/notes.csv", "id,body,topic\n1,The cat sat on the mat.,pets\n")
 
@@ -155,7 +178,11 @@ def test_changing_a_parameter_resends_and_changing_it_back_reuses(notes: Env) ->
     notes.run()
     model = notes.root / "models" / "note_labels.sql"
     original = model.read_text()
-    model.write_text(original.replace("system_prompt='Label the note.',", "system_prompt='Label the note.', temperature=0.5,"))
+    model.write_text(
+        original.replace(
+            "system_prompt='Label the note.',", "system_prompt='Label the note.', temperature=0.5,"
+        )
+    )
 
     assert submitted(notes.run(), "note_labels") == 4
     model.write_text(original)
@@ -191,14 +218,17 @@ def test_per_row_system_prompts_and_image_lists_shape_the_request(notes: Env) ->
     notes.run(wait=False)
 
     [uploaded] = notes.server.engine.list_files(None, "desc", 10, None)["data"]
-    lines = [json.loads(l) for l in notes.server.engine.file_content(uploaded["id"]).read_text().splitlines()]
+    lines = [
+        json.loads(raw)
+        for raw in notes.server.engine.file_content(uploaded["id"]).read_text().splitlines()
+    ]
     systems = sorted(line["body"]["messages"][0]["content"] for line in lines)
     assert systems == ["Be brief.", "Default."]
     parts = lines[0]["body"]["messages"][1]["content"]
     assert [p["type"] for p in parts] == ["text", "image_url", "image_url"]
 
 
-def test_embeddings_land_in_a_float_list_column(tmp_path) -> None:
+def test_embeddings_land_in_a_float_list_column(tmp_path: Path) -> None:
     files = dict(NOTES)
     files["models/note_labels.sql"] = (
         "{{ config(materialized='enrich', unique_key='id', endpoint='/v1/embeddings',"
@@ -213,7 +243,7 @@ def test_embeddings_land_in_a_float_list_column(tmp_path) -> None:
         assert kind == "FLOAT[]" and length > 10
 
 
-def test_the_responses_endpoint_is_one_more_mapping(tmp_path) -> None:
+def test_the_responses_endpoint_is_one_more_mapping(tmp_path: Path) -> None:
     files = dict(NOTES)
     files["models/note_labels.sql"] = (
         "{{ config(materialized='enrich', unique_key='id', endpoint='/v1/responses',"
@@ -225,7 +255,9 @@ def test_the_responses_endpoint_is_one_more_mapping(tmp_path) -> None:
     for env in start_env(tmp_path, files):
         env.run(wait=False)
         [uploaded] = env.server.engine.list_files(None, "desc", 10, None)["data"]
-        body = json.loads(env.server.engine.file_content(uploaded["id"]).read_text().splitlines()[0])["body"]
+        body = json.loads(
+            env.server.engine.file_content(uploaded["id"]).read_text().splitlines()[0]
+        )["body"]
         assert body["text"]["format"]["type"] == "json_schema" and body["text"]["format"]["strict"]
         system, user = body["input"]
         assert system == {"role": "system", "content": "Label the note."}

@@ -37,6 +37,9 @@ def test_a_table_shows_only_answers_from_the_api_it_was_built_against(notes: Env
 def test_apis_the_project_declares_interchangeable_share_answers(tmp_path: Path) -> None:
     for env in start_env(tmp_path, NOTES):
         same = f'interchangeable_apis = [["offline", "{env.server.base_url}"]]'
-        env.write("pyproject.toml", NOTES["pyproject.toml"].replace("[tool.enrich]", "[tool.enrich]\n" + same))
+        env.write(
+            "pyproject.toml",
+            NOTES["pyproject.toml"].replace("[tool.enrich]", "[tool.enrich]\n" + same),
+        )
         assert submitted(env.run(api=offline(env)), "note_labels") == DISTINCT
         assert submitted(env.run(), "note_labels") == 0

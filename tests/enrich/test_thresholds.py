@@ -27,7 +27,10 @@ def make_env(tmp_path: Path) -> Iterator[Callable[[str], Env]]:
     started: list[Generator[Env, None, None]] = []
 
     def make(extra: str = "") -> Env:
-        files = NOTES | {"seeds/notes.csv": TEN, "models/note_labels.sql": MODEL.format(extra=extra)}
+        files = NOTES | {
+            "seeds/notes.csv": TEN,
+            "models/note_labels.sql": MODEL.format(extra=extra),
+        }
         started.append(start_env(tmp_path, files))
         return next(started[-1])
 
@@ -91,7 +94,10 @@ def test_an_in_memory_database_is_refused_for_enrich_models(
     make_env: Callable[[str], Env],
 ) -> None:
     env = make_env("")
-    env.write("pyproject.toml", '[tool.enrich]\ndatabase = ":memory:"\n[tool.enrich.defaults]\nmodel = "gpt-4o-mini"\n')
+    env.write(
+        "pyproject.toml",
+        '[tool.enrich]\ndatabase = ":memory:"\n[tool.enrich.defaults]\nmodel = "gpt-4o-mini"\n',
+    )
     with pytest.raises(ProjectError, match="forgets what enrich models"):
         env.run()
     assert env.received() == [] and env.files_uploaded() == 0

@@ -15,22 +15,36 @@ from ..enrich.conftest import API_KEY, NOTES, Env, node, start_env
 
 PROJECT_MISTAKES = [
     pytest.param(
-        {"models/note_labels.sql": "{{ config(materialized='enrich', unique_key='id') }}\nselect id, body as prompt fro {{ ref('notes') }}"},
+        {
+            "models/note_labels.sql": "{{ config(materialized='enrich', unique_key='id') }}\n"
+            "select id, body as prompt fro {{ ref('notes') }}"
+        },
         "models/note_labels.sql:2:",
         id="sql-syntax-error",
     ),
     pytest.param(
-        {"models/note_labels.sql": "{{ config(materialized='enrich', unique_key='id') }}\nselect id, body as prompt from {{ ref('note') }}"},
+        {
+            "models/note_labels.sql": "{{ config(materialized='enrich', unique_key='id') }}\n"
+            "select id, body as prompt from {{ ref('note') }}"
+        },
         "ref('note') is not a model or seed (did you mean 'notes'?)",
         id="missing-ref",
     ),
     pytest.param(
-        {"models/a.sql": "select * from {{ ref('b') }}", "models/b.sql": "select * from {{ ref('a') }}"},
+        {
+            "models/a.sql": "select * from {{ ref('b') }}",
+            "models/b.sql": "select * from {{ ref('a') }}",
+        },
         "a → b → a",
         id="cycle",
     ),
     pytest.param(
-        {"models/note_labels.sql": "{{ config(materialized='enrich', unique_key='id', temprature=0) }}\nselect id, body as prompt from {{ ref('notes') }}"},
+        {
+            "models/note_labels.sql": (
+                "{{ config(materialized='enrich', unique_key='id', temprature=0) }}\n"
+                "select id, body as prompt from {{ ref('notes') }}"
+            )
+        },
         "config key 'temprature' is unknown (did you mean 'temperature'?)",
         id="unknown-config-key",
     ),
@@ -44,7 +58,10 @@ PROJECT_MISTAKES = [
 
 @pytest.mark.parametrize(("files", "message"), PROJECT_MISTAKES)
 def test_project_mistakes_stop_the_cli_before_anything_is_uploaded(
-    tmp_path: Path, files: dict[str, str], message: str, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    files: dict[str, str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for env in start_env(tmp_path, NOTES | files):
@@ -64,7 +81,11 @@ def test_bad_seed_bytes_name_the_line(tmp_path: Path) -> None:
         (env.root / "seeds" / "notes.csv").write_bytes(b"id,body,topic\n1,caf\xe9,x\n")
         result = env.run()
         seed = node(result, "notes")
-        assert seed.status == "error" and "seeds/notes.csv:2" in seed.message and "UTF-8" in seed.message
+        assert (
+            seed.status == "error"
+            and "seeds/notes.csv:2" in seed.message
+            and "UTF-8" in seed.message
+        )
         assert env.files_uploaded() == 0
 
 

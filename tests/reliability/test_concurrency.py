@@ -12,7 +12,10 @@ from .test_crash import KEY, Stack, _stack
 def _enrich_run(stack: Stack) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "enrich", "run", "--project-dir", str(stack.project)],
-        env=stack.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=stack.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -21,9 +24,15 @@ def test_a_run_while_another_holds_the_database_stops_and_says_why(tmp_path: Pat
         assert stack.run() == 0
         database = stack.project / "warehouse.duckdb"
         holder = subprocess.Popen(
-            [sys.executable, "-c", f"import duckdb, sys; c = duckdb.connect({str(database)!r}); "
-             "print('held', flush=True); sys.stdin.read()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-c",
+                f"import duckdb, sys; c = duckdb.connect({str(database)!r}); "
+                "print('held', flush=True); sys.stdin.read()",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         try:
             assert holder.stdout is not None and holder.stdout.readline().strip() == "held"

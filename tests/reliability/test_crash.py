@@ -20,12 +20,13 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 import pytest
 
-from enrich.warehouse.db import Database
 from enrich.batch.pipeline import STEPS
+from enrich.warehouse.db import Database
 
 KEY = "sk-crash-test-key"
 
@@ -42,7 +43,10 @@ class Stack:
             env["ENRICH_CRASH_AT"] = crash_at
         process = subprocess.run(
             [sys.executable, "-m", "enrich", "run", "--project-dir", str(self.project)],
-            env=env, capture_output=True, text=True, timeout=120,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert KEY not in process.stdout + process.stderr
         return process.returncode
@@ -70,8 +74,10 @@ def _project(root: Path, rows: int, max_lines: int) -> None:
     (root / "seeds").mkdir(parents=True)
     (root / "models").mkdir()
     (root / "pyproject.toml").write_text(
-        '[tool.enrich]\ndatabase = "warehouse.duckdb"\n\n[tool.enrich.defaults]\nmodel = "gpt-4o-mini"\n\n'
-        f"[tool.enrich.batch]\nmax_lines = {max_lines}\npoll_min_seconds = 0.01\npoll_max_seconds = 0.05\n"
+        '[tool.enrich]\ndatabase = "warehouse.duckdb"\n\n'
+        '[tool.enrich.defaults]\nmodel = "gpt-4o-mini"\n\n'
+        f"[tool.enrich.batch]\nmax_lines = {max_lines}\n"
+        "poll_min_seconds = 0.01\npoll_max_seconds = 0.05\n"
     )
     _write_notes(root, range(1, rows + 1))
     (root / "models" / "note_summaries.sql").write_text(
@@ -96,9 +102,23 @@ def _stack(
     port, data = _free_port(), tmp_path / "server"
     fault_args = ["--fault", *faults] if faults else []
     server = subprocess.Popen(
-        [sys.executable, "-m", "enrich", "serve-local", "--port", str(port), "--data-dir", str(data),
-         "--api-key", KEY, "--time-scale", "2000", *fault_args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "enrich",
+            "serve-local",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data),
+            "--api-key",
+            KEY,
+            "--time-scale",
+            "2000",
+            *fault_args,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 30
@@ -111,7 +131,11 @@ def _stack(
                 time.sleep(0.05)
         project = tmp_path / "project"
         _project(project, rows, max_lines)
-        env = {**os.environ, "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1", "OPENAI_API_KEY": KEY}
+        env = {
+            **os.environ,
+            "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1",
+            "OPENAI_API_KEY": KEY,
+        }
         yield Stack(project, data, env)
     finally:
         server.send_signal(signal.SIGINT)
@@ -179,12 +203,14 @@ def _assert_at_most_max_attempts(stack: Stack, rows: int) -> None:
     per_batch = Counter((r["batch_id"], r["custom_id"]) for r in runs)
     assert max(per_batch.values()) == 1  # at most once per attempt
     executed = Counter(r["custom_id"] for r in runs)
-    attempts = dict(stack.query("SELECT request_hash, attempts FROM _enrich.requests"))
+    attempts: dict[object, Any] = {
+        h: n for h, n in stack.query("SELECT request_hash, attempts FROM _enrich.requests")
+    }
     assert all(executed[h] <= attempts[h] <= 3 for h in executed), executed.most_common(3)
     # Every answer on its own row: the offline answer repeats the words of that row's note.
-    assert stack.query(
-        "SELECT count(*), count(DISTINCT id) FROM note_summaries"
-    ) == stack.query("SELECT count(*), count(*) FROM note_summaries")
+    assert stack.query("SELECT count(*), count(DISTINCT id) FROM note_summaries") == stack.query(
+        "SELECT count(*), count(*) FROM note_summaries"
+    )
     wrong = stack.query(
         "SELECT id, summary FROM note_summaries AS s JOIN notes AS n USING (id)"
         " WHERE NOT contains(s.summary, split_part(n.body, ' ', 2) || ' ')"

@@ -365,5 +365,7 @@ def test_a_completed_batch_whose_output_file_never_comes_is_not_waited_for_forev
     result = env.run(poll_seconds=(60.0, 600.0))
     labels = node(result, "note_labels")
     assert "no output file after" in " ".join(e.message for e in env.events)
-    assert labels.extra["rows_pending"] == 0 and labels.extra["rows_failed"] == 5  # missing, 3 times
+    assert (
+        labels.extra["rows_pending"] == 0 and labels.extra["rows_failed"] == 5
+    )  # missing, 3 times
     assert set(batch_executions(env).values()) == {3}

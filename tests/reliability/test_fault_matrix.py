@@ -37,7 +37,9 @@ class Case:
 
 MATRIX = {
     "HTTP 500 on 30% of lines": Case({"fail_fraction": 0.3}, (10, 0, 0), True, 0),
-    "HTTP 429 on 30% of lines": Case({"fail_fraction": 0.3, "fail_status": 429}, (10, 0, 0), True, 0),
+    "HTTP 429 on 30% of lines": Case(
+        {"fail_fraction": 0.3, "fail_status": 429}, (10, 0, 0), True, 0
+    ),
     "request_timeout on 30%": Case({"timeout_fraction": 0.3}, (10, 0, 0), True, 0),
     "status_code 0, empty body, on 30%": Case({"status_zero_fraction": 0.3}, (10, 0, 0), True, 0),
     "HTTP 400 on 30% of lines": Case(
@@ -50,7 +52,9 @@ MATRIX = {
     "every line fails: completed, no output file": Case(
         {"fail_fraction": 1.0, "fail_status": 400}, (0, 10, 0), False, 10, "http_400"
     ),
-    "an unparseable line in the output file": Case({"malformed_output_line": True}, (10, 0, 0), False, 0),
+    "an unparseable line in the output file": Case(
+        {"malformed_output_line": True}, (10, 0, 0), False, 0
+    ),
     "answered lines absent from both files": Case({"lost_fraction": 0.3}, (10, 0, 0), True, 0),
     "output_file_id null for a while": Case({"null_output_polls": 3}, (10, 0, 0), False, 0),
     'error_file_id "" instead of null': Case({"empty_error_file_id": True}, (10, 0, 0), False, 0),
@@ -82,7 +86,9 @@ def test_fault_matrix(tmp_path: Path, case: Case) -> None:
         assert (len(node(first, "note_labels").extra["batch_ids"]) > 1) == case.resent
         assert env.query("SELECT count(*) FROM note_labels") == [(case.rows[0],)]
         if case.reason:
-            reasons = env.query("SELECT DISTINCT error_code FROM _enrich.requests WHERE status = 'failed'")
+            reasons = env.query(
+                "SELECT DISTINCT error_code FROM _enrich.requests WHERE status = 'failed'"
+            )
             assert reasons == [(case.reason,)]
         said = " ".join(e.message for e in env.events)
         assert all(word in said for word in case.seen)
@@ -106,16 +112,22 @@ def test_an_expired_batch_keeps_the_40_percent_done_and_resends_the_rest(tmp_pat
         result = env.run()
 
         assert figures(result) == (10, 0, 0)
-        assert env.query("SELECT attempts, count(*) FROM _enrich.requests GROUP BY 1 ORDER BY 1") == [(1, 4), (2, 6)]
+        assert env.query(
+            "SELECT attempts, count(*) FROM _enrich.requests GROUP BY 1 ORDER BY 1"
+        ) == [(1, 4), (2, 6)]
         assert max(executed(env).values()) == 1 and len(executed(env)) == 10
 
 
 def test_token_limit_exceeded_on_the_second_wave_waits_and_resubmits_it(tmp_path: Path) -> None:
-    files = FILES | {"pyproject.toml": NOTES["pyproject.toml"] + "\n[tool.enrich.batch]\nmax_lines = 5\n"}
+    files = FILES | {
+        "pyproject.toml": NOTES["pyproject.toml"] + "\n[tool.enrich.batch]\nmax_lines = 5\n"
+    }
     for env in start_env(tmp_path, files):
         created: list[str] = []
 
-        def second_wave_hits_the_limit(step: str) -> None:
+        def second_wave_hits_the_limit(
+            step: str, created: list[str] = created, env: Env = env
+        ) -> None:
             if step == "created_recorded":
                 created.append(step)
                 if len(created) == 1:  # the first wave is in: the next batch meets the limit
@@ -140,10 +152,13 @@ def test_a_batch_that_404s_says_whose_it_may_be_and_keeps_its_state(tmp_path: Pa
         assert "run again with the key it was created with (its state is kept)" in message
         assert API_KEY not in message
         kept = env.query(
-            "SELECT count(*) FROM _enrich.requests WHERE status = 'submitted' AND batch_id IS NOT NULL"
+            "SELECT count(*) FROM _enrich.requests"
+            " WHERE status = 'submitted' AND batch_id IS NOT NULL"
         )
         assert kept == [(10,)]  # still waiting for the right key: nothing released, nothing resent
-        assert env.query("SELECT count(*) FROM _enrich.batches WHERE collected_at IS NULL") == [(1,)]
+        assert env.query("SELECT count(*) FROM _enrich.batches WHERE collected_at IS NULL") == [
+            (1,)
+        ]
 
 
 def test_a_server_that_is_down_loses_nothing_and_is_caught_up_with(tmp_path: Path) -> None:
@@ -172,7 +187,9 @@ def test_a_connection_reset_mid_download_is_resumed_by_the_next_run(tmp_path: Pa
 
         cut = node(env.run(), "note_labels")
         assert cut.status == "error"
-        assert "failed while downloading file" in cut.message and "nothing sent is lost" in cut.message
+        assert (
+            "failed while downloading file" in cut.message and "nothing sent is lost" in cut.message
+        )
 
         result = env.run()
         assert figures(result) == (10, 0, 0) and submitted(result, "note_labels") == 0
@@ -183,7 +200,9 @@ def test_a_call_that_times_out_stops_the_model_and_the_next_run_carries_on(tmp_p
     for env in start_env(tmp_path, FILES):
         env.run(wait=False)
         env.faults(stall_calls=1, stall_seconds=1.0)  # the server answers after 1 s…
-        api = dataclasses.replace(env.options().api, timeout=0.2)  # …the client waits 0.2 s
+        api = env.options().api
+        assert api is not None
+        api = dataclasses.replace(api, timeout=0.2)  # …the client waits 0.2 s
 
         timed_out = node(env.run(api=api), "note_labels")
         assert timed_out.status == "error"
@@ -196,7 +215,9 @@ def test_a_call_that_times_out_stops_the_model_and_the_next_run_carries_on(tmp_p
 
 
 @pytest.mark.parametrize("status", [500, 503, 429])
-def test_an_http_error_on_a_call_mid_run_is_resumed_by_the_next_run(tmp_path: Path, status: int) -> None:
+def test_an_http_error_on_a_call_mid_run_is_resumed_by_the_next_run(
+    tmp_path: Path, status: int
+) -> None:
     for env in start_env(tmp_path, FILES):
         env.run(wait=False)
         env.faults(http_error_calls=1, http_error_status=status)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ import pytest
 from openai import OpenAI
 
 from enrich.server import ManualClock, ServerConfig, serve_in_thread
+from enrich.server.serve import Running
 
 API_KEY = "sk-test-local"
 
@@ -36,7 +39,10 @@ class Harness:
     ) -> Any:
         file_id = self.upload(lines)
         return self.client.batches.create(
-            input_file_id=file_id, endpoint=endpoint, completion_window="24h", **kwargs
+            input_file_id=file_id,
+            endpoint=endpoint,  # type: ignore[arg-type]  # tests send bad endpoints too
+            completion_window="24h",
+            **kwargs,
         )
 
     def settle(self, batch_id: str, seconds: float = 5.0, steps: int = 20) -> Any:
@@ -73,14 +79,14 @@ def chat_line(i: int, model: str = "gpt-4o-mini", **body: Any) -> dict[str, Any]
 
 def make_harness(
     tmp_path: Path, data_dir: Path | None = None, clock: ManualClock | None = None, **config: Any
-):
+) -> tuple[AbstractContextManager[Running], ManualClock]:
     clock = clock or ManualClock()
     settings = ServerConfig(data_dir=data_dir or tmp_path / "server", api_key=API_KEY, **config)
     return serve_in_thread(settings, clock=clock, tick_every=None), clock
 
 
 @pytest.fixture
-def harness(tmp_path: Path, request: pytest.FixtureRequest):
+def harness(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Harness]:
     options = getattr(request, "param", {})
     context, clock = make_harness(tmp_path, **options)
     # Close the client's sockets before the server stops, not whenever garbage collection runs.

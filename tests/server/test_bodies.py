@@ -4,38 +4,41 @@ batch as that line's result in the error file while the rest of the batch runs."
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
-from .conftest import batch_line
+from .conftest import Harness, batch_line
 
 CHAT, EMBEDDINGS, RESPONSES = "/v1/chat/completions", "/v1/embeddings", "/v1/responses"
-HI = [{"role": "user", "content": "Say hi."}]
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hi."}]
 
 
-def chat(model: str = "gpt-4o-mini", **params) -> dict:
+def chat(model: str = "gpt-4o-mini", **params: Any) -> dict[str, Any]:
     return {"model": model, "messages": copy.deepcopy(HI), **params}
 
 
-def embed(**params) -> dict:
+def embed(**params: Any) -> dict[str, Any]:
     return {"model": "text-embedding-3-small", "input": "a lighthouse", **params}
 
 
-def respond(model: str = "gpt-4o-mini", **params) -> dict:
+def respond(model: str = "gpt-4o-mini", **params: Any) -> dict[str, Any]:
     return {"model": model, "input": "Say hi.", **params}
 
 
-def _post(client: openai.OpenAI, url: str, body: dict) -> object:
+def _post(client: openai.OpenAI, url: str, body: dict[str, Any]) -> Any:
     """Send `body` as it is, through the SDK's own request machinery."""
     return client.post(url.removeprefix("/v1"), body=body, cast_to=object)
 
 
-def _refusal(client: openai.OpenAI, url: str, body: dict) -> dict:
+def _refusal(client: openai.OpenAI, url: str, body: dict[str, Any]) -> dict[str, Any]:
     with pytest.raises(openai.BadRequestError) as raised:
         _post(client, url, body)
     assert raised.value.status_code == 400
     error = raised.value.body
+    assert isinstance(error, dict)
     assert error["type"] == "invalid_request_error"
     return error
 
@@ -121,7 +124,14 @@ JSON_WORD_CASES = [
 
 
 @pytest.mark.parametrize(("url", "body", "code", "param", "words"), SCHEMA_CASES)
-def test_body_against_the_official_schema_is_refused(harness, url, body, code, param, words):
+def test_body_against_the_official_schema_is_refused(
+    harness: Harness,
+    url: str,
+    body: dict[str, Any],
+    code: str | None,
+    param: str | None,
+    words: str,
+) -> None:
     error = _refusal(harness.client, url, body)
     assert (error["code"], error["param"]) == (code, param)
     assert words in error["message"]
@@ -129,13 +139,20 @@ def test_body_against_the_official_schema_is_refused(harness, url, body, code, p
 
 @pytest.mark.parametrize("model", REASONING_MODELS)
 @pytest.mark.parametrize(("params", "code", "param", "words"), REASONING_CASES)
-def test_reasoning_models_refuse_sampling_parameters(harness, model, params, code, param, words):
+def test_reasoning_models_refuse_sampling_parameters(
+    harness: Harness,
+    model: str,
+    params: dict[str, Any],
+    code: str | None,
+    param: str | None,
+    words: str,
+) -> None:
     error = _refusal(harness.client, CHAT, chat(model, **params))
     assert (error["code"], error["param"]) == (code, param)
     assert words in error["message"]
 
 
-def test_reasoning_models_take_their_own_parameters(harness):
+def test_reasoning_models_take_their_own_parameters(harness: Harness) -> None:
     body = chat("o4-mini-2025-04-16", max_completion_tokens=200, temperature=1, top_p=1)
     answer = harness.client.chat.completions.create(**body, reasoning_effort="low")
     assert answer.choices[0].message.content
@@ -144,13 +161,13 @@ def test_reasoning_models_take_their_own_parameters(harness):
     assert harness.client.responses.create(**respond("o3", reasoning={"effort": "high"})).output
 
 
-def test_other_models_keep_sampling_parameters(harness):
+def test_other_models_keep_sampling_parameters(harness: Harness) -> None:
     for model in ("gpt-4o-mini", "gpt-4.1", "o1x"):
         body = chat(model, max_tokens=50, temperature=0.2, logprobs=True, top_logprobs=2)
         assert _post(harness.client, CHAT, body)["object"] == "chat.completion"
 
 
-def test_typed_sdk_calls_meet_the_same_refusals(harness):
+def test_typed_sdk_calls_meet_the_same_refusals(harness: Harness) -> None:
     client = harness.client
     with pytest.raises(openai.BadRequestError, match="max_completion_tokens"):
         client.chat.completions.create(model="o4-mini", max_tokens=10, messages=HI)
@@ -163,13 +180,15 @@ def test_typed_sdk_calls_meet_the_same_refusals(harness):
 
 
 @pytest.mark.parametrize(("url", "body", "param", "words"), JSON_WORD_CASES)
-def test_json_mode_needs_the_word_json(harness, url, body, param, words):
+def test_json_mode_needs_the_word_json(
+    harness: Harness, url: str, body: dict[str, Any], param: str | None, words: str
+) -> None:
     error = _refusal(harness.client, url, body)
     assert (error["param"], error["code"]) == (param, None)
     assert words in error["message"]
 
 
-def test_json_mode_with_the_word_json_anywhere(harness):
+def test_json_mode_with_the_word_json_anywhere(harness: Harness) -> None:
     system = {"role": "system", "content": "Answer as a JSON object."}
     body = chat(response_format=JSON_MODE, messages=[system, *HI])
     assert _post(harness.client, CHAT, body)["object"] == "chat.completion"
@@ -179,7 +198,9 @@ def test_json_mode_with_the_word_json_anywhere(harness):
     assert _post(harness.client, RESPONSES, body)["status"] == "completed"
 
 
-def test_a_batch_runs_its_good_lines_and_answers_bad_ones_in_the_error_file(harness):
+def test_a_batch_runs_its_good_lines_and_answers_bad_ones_in_the_error_file(
+    harness: Harness,
+) -> None:
     bad = {
         "unknown": chat(foo=1),
         "hot": chat(temperature=5),
@@ -223,7 +244,9 @@ def test_a_batch_runs_its_good_lines_and_answers_bad_ones_in_the_error_file(harn
         (RESPONSES, respond(), respond(text={"format": JSON_MODE}), None),
     ],
 )
-def test_each_endpoint_refuses_bad_lines_in_a_batch(harness, url, good, bad, code):
+def test_each_endpoint_refuses_bad_lines_in_a_batch(
+    harness: Harness, url: str, good: dict[str, Any], bad: dict[str, Any], code: str | None
+) -> None:
     lines = [batch_line("good", url, good), batch_line("bad", url, bad)]
     batch = harness.settle(harness.submit(lines, endpoint=url).id)
     assert batch.status == "completed"

@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
+
+from .conftest import Harness
 
 SEEDS = Path(__file__).resolve().parents[2] / "seeds"
 
@@ -27,7 +30,7 @@ def _rows(name: str) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def _run(harness, tasks):
+def _run(harness: Harness, tasks: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]]:
     path = harness.folder / "batch_tasks.jsonl"
     with path.open("w") as file:
         for obj in tasks:
@@ -40,13 +43,14 @@ def _run(harness, tasks):
     while (batch_job := harness.client.batches.retrieve(batch_job.id)).status != "completed":
         assert batch_job.status in ("validating", "in_progress", "finalizing"), batch_job.errors
         harness.clock.advance(1.0)
+    assert batch_job.output_file_id is not None
     content = harness.client.files.content(batch_job.output_file_id).content
     results = [json.loads(line) for line in content.decode().splitlines()]
     return batch_job, results
 
 
-def test_movie_categorization(harness):
-    tasks = [
+def test_movie_categorization(harness: Harness) -> None:
+    tasks: list[dict[str, Any]] = [
         {
             "custom_id": f"task-{index}",
             "method": "POST",
@@ -72,8 +76,8 @@ def test_movie_categorization(harness):
     assert batch.usage.input_tokens > 0 and batch.model == "gpt-4o-mini"
 
 
-def test_furniture_captions_with_images(harness):
-    tasks = [
+def test_furniture_captions_with_images(harness: Harness) -> None:
+    tasks: list[dict[str, Any]] = [
         {
             "custom_id": f"task-{index}",
             "method": "POST",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any, cast
 
 import openai
 import pytest
@@ -10,18 +11,18 @@ from openai import OpenAI
 
 from enrich.server import Faults
 
-from .conftest import API_KEY, chat_line
+from .conftest import API_KEY, Harness, chat_line
 
 N = 20
 
 
-def _run(harness, faults: dict, lines: int = N, **body):
+def _run(harness: Harness, faults: dict[str, Any], lines: int = N, **body: Any) -> Any:
     harness.engine.set_faults(**faults)
     batch = harness.submit([chat_line(i, **body) for i in range(lines)])
     return harness.settle(batch.id)
 
 
-def test_fraction_of_lines_fail_with_http_errors(harness):
+def test_fraction_of_lines_fail_with_http_errors(harness: Harness) -> None:
     batch = _run(harness, {"fail_fraction": 0.25, "fail_status": 500})
     errors = harness.lines_of(batch.error_file_id)
     assert len(errors) == 5 and len(harness.lines_of(batch.output_file_id)) == 15
@@ -30,13 +31,13 @@ def test_fraction_of_lines_fail_with_http_errors(harness):
     assert (batch.request_counts.completed, batch.request_counts.failed) == (15, 5)
 
 
-def test_all_failed_batch_completes_without_output_file(harness):
+def test_all_failed_batch_completes_without_output_file(harness: Harness) -> None:
     batch = _run(harness, {"fail_fraction": 1.0, "fail_status": 400})
     assert batch.status == "completed" and batch.output_file_id is None
     assert len(harness.lines_of(batch.error_file_id)) == N
 
 
-def test_expiry_after_a_fraction(harness):
+def test_expiry_after_a_fraction(harness: Harness) -> None:
     batch = _run(harness, {"expire_after_fraction": 0.4})
     assert batch.status == "expired"
     assert len(harness.lines_of(batch.output_file_id)) == 8
@@ -44,7 +45,7 @@ def test_expiry_after_a_fraction(harness):
     assert len(expired) == 12 and {e["error"]["code"] for e in expired} == {"batch_expired"}
 
 
-def test_token_limit_exceeded_after_create(harness):
+def test_token_limit_exceeded_after_create(harness: Harness) -> None:
     harness.engine.set_faults(token_limit_batches=1)
     created = harness.submit([chat_line(0)])
     assert created.status == "validating"
@@ -52,7 +53,7 @@ def test_token_limit_exceeded_after_create(harness):
     assert harness.settle(harness.submit([chat_line(0)]).id).status == "completed"
 
 
-def test_persistent_token_limit_fails_every_batch_until_switched_off(harness):
+def test_persistent_token_limit_fails_every_batch_until_switched_off(harness: Harness) -> None:
     harness.engine.set_faults(token_limit_batches=-1)
     for _ in range(3):
         batch = harness.settle(harness.submit([chat_line(0)]).id)
@@ -62,7 +63,7 @@ def test_persistent_token_limit_fails_every_batch_until_switched_off(harness):
     assert harness.settle(harness.submit([chat_line(0)]).id).status == "completed"
 
 
-def test_invalid_file_fails_the_next_batches_without_line_numbers(harness):
+def test_invalid_file_fails_the_next_batches_without_line_numbers(harness: Harness) -> None:
     harness.engine.set_faults(invalid_file_batches=2)
     created = harness.submit([chat_line(i) for i in range(3)])
     assert created.status == "validating"
@@ -76,7 +77,7 @@ def test_invalid_file_fails_the_next_batches_without_line_numbers(harness):
     assert harness.settle(harness.submit([chat_line(0)]).id).status == "completed"
 
 
-def test_queued_batch_faults_fail_batches_in_turn(harness):
+def test_queued_batch_faults_fail_batches_in_turn(harness: Harness) -> None:
     harness.engine.set_faults(invalid_file_batches=1, token_limit_batches=1)
     codes = [harness.settle(harness.submit([chat_line(0)]).id).errors for _ in range(3)]
     assert [e and e.data[0].code for e in codes] == [
@@ -86,11 +87,11 @@ def test_queued_batch_faults_fail_batches_in_turn(harness):
     ]
 
 
-def _batch_ids(harness) -> list[str]:
+def _batch_ids(harness: Harness) -> list[str]:
     return [b["id"] for b in harness.engine.list_batches(100, None)["data"]]
 
 
-def test_lost_create_answer_makes_the_sdks_retry_create_a_second_batch(harness):
+def test_lost_create_answer_makes_the_sdks_retry_create_a_second_batch(harness: Harness) -> None:
     file_id = harness.upload([chat_line(0)])
     harness.engine.set_faults(drop_after_create=1)
     with OpenAI(base_url=harness.base_url, api_key=API_KEY) as retrying:
@@ -104,7 +105,9 @@ def test_lost_create_answer_makes_the_sdks_retry_create_a_second_batch(harness):
     assert {harness.settle(i).status for i in ids} == {"completed"}
 
 
-def test_lost_create_answer_without_retries_is_a_connection_error_and_one_batch(harness):
+def test_lost_create_answer_without_retries_is_a_connection_error_and_one_batch(
+    harness: Harness,
+) -> None:
     file_id = harness.upload([chat_line(0)])
     harness.engine.set_faults(drop_after_create=1)
     with pytest.raises(openai.APIConnectionError):
@@ -116,27 +119,29 @@ def test_lost_create_answer_without_retries_is_a_connection_error_and_one_batch(
     assert harness.engine.faults.drop_after_create == 0
 
 
-def test_lost_upload_answer_replaced_by_a_gateway_error(harness):
+def test_lost_upload_answer_replaced_by_a_gateway_error(harness: Harness) -> None:
     harness.engine.set_faults(drop_after_create=1, drop_after_create_status=502)
     with pytest.raises(openai.InternalServerError) as raised:
         harness.upload([chat_line(0)])
     assert raised.value.status_code == 502
-    assert raised.value.body["code"] == "injected_fault"
+    assert cast("dict[str, Any]", raised.value.body)["code"] == "injected_fault"
     [stored] = harness.client.files.list().data
     assert stored.filename == "tasks.jsonl" and stored.purpose == "batch"
     assert harness.upload([chat_line(0)]) != stored.id  # the fault is used up
 
 
-def test_rejected_create_does_not_use_up_a_lost_answer(harness):
+def test_rejected_create_does_not_use_up_a_lost_answer(harness: Harness) -> None:
     harness.engine.set_faults(drop_after_create=1, drop_after_create_status=502)
     with pytest.raises(openai.BadRequestError):
         harness.client.batches.create(
-            input_file_id="file-x", endpoint="/v1/nowhere", completion_window="24h"
+            input_file_id="file-x",
+            endpoint="/v1/nowhere",  # type: ignore[arg-type]  # an endpoint the API refuses
+            completion_window="24h",
         )
     assert harness.engine.faults.drop_after_create == 1
 
 
-def test_http_errors_on_the_next_calls(harness):
+def test_http_errors_on_the_next_calls(harness: Harness) -> None:
     harness.engine.set_faults(http_error_calls=2, http_error_status=429)
     with pytest.raises(openai.RateLimitError):
         harness.client.batches.list()
@@ -145,30 +150,30 @@ def test_http_errors_on_the_next_calls(harness):
     assert harness.client.batches.list().data == []
 
 
-def test_output_file_id_momentarily_null(harness):
+def test_output_file_id_momentarily_null(harness: Harness) -> None:
     batch = _run(harness, {"null_output_polls": 2})
     assert batch.status == "completed" and batch.output_file_id is None
     assert harness.client.batches.retrieve(batch.id).output_file_id is None
     assert harness.client.batches.retrieve(batch.id).output_file_id is not None
 
 
-def test_empty_string_error_file_id(harness):
+def test_empty_string_error_file_id(harness: Harness) -> None:
     assert _run(harness, {"empty_error_file_id": True}).error_file_id == ""
 
 
-def test_status_code_zero_lines(harness):
+def test_status_code_zero_lines(harness: Harness) -> None:
     batch = _run(harness, {"status_zero_fraction": 0.1})
     errors = harness.lines_of(batch.error_file_id)
     assert [e["response"] for e in errors] == [{"status_code": 0, "request_id": "", "body": {}}] * 2
 
 
-def test_request_timeouts(harness):
+def test_request_timeouts(harness: Harness) -> None:
     batch = _run(harness, {"timeout_fraction": 0.1})
     errors = harness.lines_of(batch.error_file_id)
     assert [e["error"]["code"] for e in errors] == ["request_timeout"] * 2
 
 
-def test_unparseable_line_in_output(harness):
+def test_unparseable_line_in_output(harness: Harness) -> None:
     batch = _run(harness, {"malformed_output_line": True})
     text = harness.client.files.content(batch.output_file_id).text.splitlines()
     assert len(text) == N + 1
@@ -176,7 +181,7 @@ def test_unparseable_line_in_output(harness):
         [json.loads(line) for line in text]
 
 
-def test_truncated_json_and_refusals(harness):
+def test_truncated_json_and_refusals(harness: Harness) -> None:
     schema = {
         "type": "json_schema",
         "json_schema": {
@@ -203,13 +208,13 @@ def test_truncated_json_and_refusals(harness):
     assert all(c["message"]["content"] is None for c in refused)
 
 
-def test_request_counts_that_disagree_with_the_files(harness):
+def test_request_counts_that_disagree_with_the_files(harness: Harness) -> None:
     batch = _run(harness, {"wrong_request_counts": True, "fail_fraction": 0.5})
     assert (batch.request_counts.completed, batch.request_counts.failed) == (N, 0)
     assert len(harness.lines_of(batch.error_file_id)) == N // 2
 
 
-def test_batch_that_disappears(harness):
+def test_batch_that_disappears(harness: Harness) -> None:
     harness.engine.set_faults(disappear_after_polls=1)
     batch = harness.submit([chat_line(0)])
     harness.client.batches.retrieve(batch.id)
@@ -218,7 +223,7 @@ def test_batch_that_disappears(harness):
     assert harness.client.batches.list().data == []
 
 
-def test_slow_finalizing(harness):
+def test_slow_finalizing(harness: Harness) -> None:
     harness.engine.set_faults(slow_finalizing=3600)
     batch = harness.submit([chat_line(0)])
     harness.clock.advance(600)
@@ -227,7 +232,7 @@ def test_slow_finalizing(harness):
     assert harness.client.batches.retrieve(batch.id).status == "completed"
 
 
-def test_faults_parse_from_the_command_line():
+def test_faults_parse_from_the_command_line() -> None:
     faults = Faults.parse(["fail_fraction=0.1", "empty_error_file_id=true", "http_error_calls=3"])
     assert (faults.fail_fraction, faults.empty_error_file_id, faults.http_error_calls) == (
         0.1,

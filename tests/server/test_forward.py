@@ -9,6 +9,8 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final, cast
 
 import openai
 import pytest
@@ -22,7 +24,7 @@ from enrich.server import ManualClock, ServerConfig, serve_in_thread
 
 from .conftest import API_KEY, batch_line
 
-CHAT = "/v1/chat/completions"
+CHAT: Final = "/v1/chat/completions"
 
 
 def _completion(usage: object) -> bytes:
@@ -44,7 +46,7 @@ def _completion(usage: object) -> bytes:
     return json.dumps(body).encode()
 
 
-def _usage(prompt: object) -> dict:
+def _usage(prompt: object) -> dict[str, Any]:
     return {"prompt_tokens": prompt, "completion_tokens": 2, "total_tokens": 7}
 
 
@@ -68,11 +70,14 @@ ANSWERS = {
 }
 
 
+Front = tuple[openai.OpenAI, ManualClock, Counter[str]]
+
+
 @contextmanager
-def garbage_upstream() -> Iterator[tuple[str, Counter]]:
+def garbage_upstream() -> Iterator[tuple[str, Counter[str]]]:
     """An OpenAI-compatible server on 127.0.0.1 answering each prompt as ANSWERS says; it counts
     the prompts it is sent."""
-    seen: Counter = Counter()
+    seen: Counter[str] = Counter()
 
     async def chat(request: Request) -> Response:
         prompt = (await request.json())["messages"][0]["content"]
@@ -97,7 +102,7 @@ def garbage_upstream() -> Iterator[tuple[str, Counter]]:
 
 
 @pytest.fixture
-def front(tmp_path):
+def front(tmp_path: Path) -> Iterator[Front]:
     """The local server forwarding to the garbage upstream; its client; the upstream's counts."""
     with garbage_upstream() as (upstream, seen):
         config = ServerConfig(
@@ -116,11 +121,13 @@ def front(tmp_path):
             yield client, clock, seen
 
 
-def _ask(prompt: str) -> dict:
+def _ask(prompt: str) -> dict[str, Any]:
     return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}]}
 
 
-def test_garbage_answers_fail_their_lines_and_the_batch_completes(front, tmp_path):
+def test_garbage_answers_fail_their_lines_and_the_batch_completes(
+    front: Front, tmp_path: Path
+) -> None:
     client, clock, seen = front
     path = tmp_path / "in.jsonl"
     path.write_text("".join(json.dumps(batch_line(p, CHAT, _ask(p))) + "\n" for p in ANSWERS))
@@ -133,6 +140,8 @@ def test_garbage_answers_fail_their_lines_and_the_batch_completes(front, tmp_pat
         if batch.status == "completed":
             break
     assert batch.status == "completed"
+    assert batch.request_counts is not None and batch.usage is not None
+    assert batch.output_file_id is not None and batch.error_file_id is not None
     assert (batch.request_counts.completed, batch.request_counts.failed) == (1, len(ANSWERS) - 1)
     assert batch.usage.input_tokens == 5
     [ok] = [json.loads(x) for x in client.files.content(batch.output_file_id).text.splitlines()]
@@ -148,10 +157,10 @@ def test_garbage_answers_fail_their_lines_and_the_batch_completes(front, tmp_pat
 
 
 @pytest.mark.parametrize("prompt", [p for p in ANSWERS if p != "ok"])
-def test_garbage_answer_to_a_synchronous_call_is_a_502(front, prompt):
+def test_garbage_answer_to_a_synchronous_call_is_a_502(front: Front, prompt: str) -> None:
     client, _, seen = front
     with pytest.raises(openai.InternalServerError) as raised:
         client.chat.completions.create(**_ask(prompt))
     assert raised.value.status_code == 502
-    assert raised.value.body["code"] == "upstream_invalid_response"
+    assert cast("dict[str, Any]", raised.value.body)["code"] == "upstream_invalid_response"
     assert seen[prompt] == 1

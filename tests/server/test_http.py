@@ -10,28 +10,29 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx_client
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 import openai
 import pytest
-import yaml
 
+import enrich.server
 from enrich.server import Limits, ManualClock, ServerConfig, serve_in_thread
 
-from .conftest import API_KEY, chat_line
+from .conftest import API_KEY, Harness, chat_line
 
-SPEC = Path(__file__).resolve().parents[3] / "shared" / "docs" / "openai-batch-openapi.yaml"
+# OpenAI's official schemas, as the package ships them (a subset of openai/openai-openapi).
+SPEC = Path(enrich.server.__file__).parent / "openai-schemas.json"
 
 
 def _validator(name: str) -> jsonschema.Validator:
-    spec = yaml.safe_load(SPEC.read_text())
+    spec = json.loads(SPEC.read_text())
     root = {"components": spec["components"], "$ref": f"#/components/schemas/{name}"}
     return jsonschema.Draft202012Validator(root)
 
 
-@pytest.mark.skipif(not SPEC.exists(), reason="the OpenAPI excerpt lives in ../shared/docs")
-def test_batch_and_file_objects_match_the_openapi_excerpt(harness):
+def test_batch_and_file_objects_match_the_openapi_excerpt(harness: Harness) -> None:
     batch_schema, file_schema = _validator("Batch"), _validator("OpenAIFile")
     batch = harness.submit([chat_line(0), chat_line(1)])
     file_id = batch.input_file_id
@@ -52,12 +53,12 @@ def test_batch_and_file_objects_match_the_openapi_excerpt(harness):
         )
 
 
-def _present(document: dict) -> dict:
+def _present(document: dict[str, Any]) -> dict[str, Any]:
     """The spec leaves `nullable` off fields its own example shows as null: null means absent."""
     return {key: value for key, value in document.items() if value is not None}
 
 
-def test_sync_chat_answers_in_the_schema_asked_for(harness):
+def test_sync_chat_answers_in_the_schema_asked_for(harness: Harness) -> None:
     schema = {
         "type": "object",
         "additionalProperties": False,
@@ -82,11 +83,13 @@ def test_sync_chat_answers_in_the_schema_asked_for(harness):
             "json_schema": {"name": "m", "strict": True, "schema": schema},
         },
     )
-    jsonschema.validate(json.loads(answer.choices[0].message.content), schema)
+    content = answer.choices[0].message.content
+    assert content is not None and answer.usage is not None
+    jsonschema.validate(json.loads(content), schema)
     assert answer.usage.prompt_tokens > 0 and answer.usage.completion_tokens > 0
 
 
-def test_sync_embeddings_are_deterministic_unit_vectors(harness):
+def test_sync_embeddings_are_deterministic_unit_vectors(harness: Harness) -> None:
     first = harness.client.embeddings.create(
         model="text-embedding-3-small", input=["a", "b"], encoding_format="float", dimensions=64
     )
@@ -98,7 +101,7 @@ def test_sync_embeddings_are_deterministic_unit_vectors(harness):
     assert again.data[0].embedding == vector != first.data[1].embedding
 
 
-def test_max_tokens_truncates_with_finish_reason_length(harness):
+def test_max_tokens_truncates_with_finish_reason_length(harness: Harness) -> None:
     answer = harness.client.chat.completions.create(
         model="gpt-4o-mini",
         max_tokens=3,
@@ -107,7 +110,7 @@ def test_max_tokens_truncates_with_finish_reason_length(harness):
     assert answer.choices[0].finish_reason == "length"
 
 
-def test_oversized_json_body_is_refused(tmp_path):
+def test_oversized_json_body_is_refused(tmp_path: Path) -> None:
     config = ServerConfig(data_dir=tmp_path, api_key=API_KEY, limits=Limits(max_json_bytes=1000))
     with serve_in_thread(config, tick_every=None) as running:
         client = openai.OpenAI(base_url=running.base_url, api_key=API_KEY, max_retries=0)
@@ -118,7 +121,7 @@ def test_oversized_json_body_is_refused(tmp_path):
         assert info.value.status_code == 413
 
 
-def test_forward_responder_runs_lines_against_an_upstream_server(tmp_path):
+def test_forward_responder_runs_lines_against_an_upstream_server(tmp_path: Path) -> None:
     upstream_config = ServerConfig(data_dir=tmp_path / "upstream", api_key="upstream-key")
     with serve_in_thread(upstream_config, tick_every=None) as upstream:
         config = ServerConfig(
@@ -139,6 +142,7 @@ def test_forward_responder_runs_lines_against_an_upstream_server(tmp_path):
             batch = _submit(client, tmp_path, 3)
             clock.advance(5)
             batch = client.batches.retrieve(batch.id)
+            assert batch.request_counts is not None
             assert batch.status == "completed" and batch.request_counts.completed == 3
             assert len(upstream.engine.requests_received()) == 3
             with pytest.raises(openai.BadRequestError, match="model"):
@@ -147,7 +151,7 @@ def test_forward_responder_runs_lines_against_an_upstream_server(tmp_path):
                 )
 
 
-def _submit(client: openai.OpenAI, folder: Path, lines: int):
+def _submit(client: openai.OpenAI, folder: Path, lines: int) -> Any:
     path = folder / "in.jsonl"
     path.write_text("".join(json.dumps(chat_line(i)) + "\n" for i in range(lines)))
     with path.open("rb") as handle:
@@ -163,7 +167,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_serve_local_command_serves_the_sdk(tmp_path):
+def test_serve_local_command_serves_the_sdk(tmp_path: Path) -> None:
     port = _free_port()
     env = {**os.environ, "ENRICH_SERVER_API_KEY": "cli-key"}
     process = subprocess.Popen(

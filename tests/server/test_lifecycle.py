@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, cast
+
 import openai
 import pytest
 
 from enrich.server import Timing
 
-from .conftest import API_KEY, chat_line, make_harness
+from .conftest import API_KEY, Harness, chat_line, make_harness
 
 SLOW = {
     "timing": Timing(validating=2.0, per_line=1.0, finalizing=3.0, cancelling=2.0, window=100.0)
@@ -15,7 +18,7 @@ SLOW = {
 
 
 @pytest.mark.parametrize("harness", [SLOW], indirect=True)
-def test_states_timestamps_and_counts_move_with_the_clock(harness):
+def test_states_timestamps_and_counts_move_with_the_clock(harness: Harness) -> None:
     batch = harness.submit([chat_line(i) for i in range(4)], metadata={"project": "p"})
     created = batch.created_at
     assert (batch.status, batch.request_counts.total, batch.expires_at) == (
@@ -25,13 +28,15 @@ def test_states_timestamps_and_counts_move_with_the_clock(harness):
     )
     harness.clock.advance(2)
     batch = harness.client.batches.retrieve(batch.id)
+    assert batch.request_counts is not None
     assert (batch.status, batch.in_progress_at, batch.request_counts.total) == (
         "in_progress",
         created + 2,
         4,
     )
     harness.clock.advance(2)
-    assert harness.client.batches.retrieve(batch.id).request_counts.completed == 2
+    counts = harness.client.batches.retrieve(batch.id).request_counts
+    assert counts is not None and counts.completed == 2
     harness.clock.advance(2)
     batch = harness.client.batches.retrieve(batch.id)
     assert (batch.status, batch.finalizing_at, batch.output_file_id) == (
@@ -42,6 +47,8 @@ def test_states_timestamps_and_counts_move_with_the_clock(harness):
     harness.clock.advance(3)
     batch = harness.client.batches.retrieve(batch.id)
     assert (batch.status, batch.completed_at) == ("completed", created + 9)
+    assert batch.request_counts is not None and batch.usage is not None
+    assert batch.output_file_id is not None
     assert batch.request_counts.completed == 4 and batch.error_file_id is None
     assert batch.metadata == {"project": "p"} and batch.usage.total_tokens > 0
     output = harness.client.files.retrieve(batch.output_file_id)
@@ -49,7 +56,7 @@ def test_states_timestamps_and_counts_move_with_the_clock(harness):
 
 
 @pytest.mark.parametrize("harness", [SLOW], indirect=True)
-def test_expiry_keeps_finished_lines_and_marks_the_rest(harness):
+def test_expiry_keeps_finished_lines_and_marks_the_rest(harness: Harness) -> None:
     batch = harness.submit([chat_line(i) for i in range(200)])
     harness.clock.advance(150)
     batch = harness.client.batches.retrieve(batch.id)
@@ -58,11 +65,12 @@ def test_expiry_keeps_finished_lines_and_marks_the_rest(harness):
     assert len(done) == 98 and len(rest) == 102
     assert {r["error"]["code"] for r in rest} == {"batch_expired"}
     assert all(r["response"] is None for r in rest)
+    assert batch.request_counts is not None
     assert (batch.request_counts.completed, batch.request_counts.failed) == (98, 0)
 
 
 @pytest.mark.parametrize("harness", [SLOW], indirect=True)
-def test_cancel_gives_partial_results_and_409_when_finished(harness):
+def test_cancel_gives_partial_results_and_409_when_finished(harness: Harness) -> None:
     batch = harness.submit([chat_line(i) for i in range(10)])
     harness.clock.advance(5)  # three lines done
     cancelling = harness.client.batches.cancel(batch.id)
@@ -78,10 +86,13 @@ def test_cancel_gives_partial_results_and_409_when_finished(harness):
     done = harness.settle(harness.submit([chat_line(1)]).id)
     with pytest.raises(openai.ConflictError) as info:
         harness.client.batches.cancel(done.id)
-    assert info.value.body["message"] == "Cannot cancel a batch with status 'completed'."
+    assert (
+        cast("dict[str, Any]", info.value.body)["message"]
+        == "Cannot cancel a batch with status 'completed'."
+    )
 
 
-def test_unknown_ids_are_404_with_the_envelope(harness):
+def test_unknown_ids_are_404_with_the_envelope(harness: Harness) -> None:
     with pytest.raises(openai.NotFoundError) as info:
         harness.client.batches.retrieve("batch_nope")
     assert info.value.body == {
@@ -104,7 +115,9 @@ def test_unknown_ids_are_404_with_the_envelope(harness):
         ({"metadata": {"k": "v" * 513}}, "metadata.k"),
     ],
 )
-def test_create_rejects_bad_parameters_with_400(harness, params, param):
+def test_create_rejects_bad_parameters_with_400(
+    harness: Harness, params: dict[str, Any], param: str
+) -> None:
     file_id = harness.upload([chat_line(1)])
     arguments = {
         "input_file_id": file_id,
@@ -113,11 +126,11 @@ def test_create_rejects_bad_parameters_with_400(harness, params, param):
     } | params
     with pytest.raises(openai.BadRequestError) as info:
         harness.client.batches.create(**arguments)
-    assert info.value.body["param"] == param
+    assert cast("dict[str, Any]", info.value.body)["param"] == param
     assert harness.client.batches.list().data == []
 
 
-def test_pagination_over_several_pages(harness):
+def test_pagination_over_several_pages(harness: Harness) -> None:
     ids = [harness.submit([chat_line(i)]).id for i in range(5)]
     page = harness.client.batches.list(limit=2)
     assert [b.id for b in page.data] == ids[::-1][:2] and page.has_more
@@ -127,15 +140,15 @@ def test_pagination_over_several_pages(harness):
     assert len(list(harness.client.files.list(purpose="batch", limit=2))) == 5
 
 
-def test_auth_is_required(harness):
+def test_auth_is_required(harness: Harness) -> None:
     bad = openai.OpenAI(base_url=harness.base_url, api_key="wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError) as info:
         bad.batches.list()
-    assert info.value.body["code"] == "invalid_api_key"
+    assert cast("dict[str, Any]", info.value.body)["code"] == "invalid_api_key"
     assert "wrong" not in str(info.value)
 
 
-def test_file_rules_and_delete(harness):
+def test_file_rules_and_delete(harness: Harness) -> None:
     path = harness.folder / "tasks.csv"
     path.write_text("a,b\n")
     with path.open("rb") as handle, pytest.raises(openai.BadRequestError, match=r"Must be \.jsonl"):
@@ -146,7 +159,7 @@ def test_file_rules_and_delete(harness):
         harness.client.files.content(file_id)
 
 
-def test_restarted_server_finishes_earlier_batches(tmp_path):
+def test_restarted_server_finishes_earlier_batches(tmp_path: Path) -> None:
     context, clock = make_harness(tmp_path)
     with context as running:
         client = openai.OpenAI(base_url=running.base_url, api_key=API_KEY, max_retries=0)
@@ -167,5 +180,6 @@ def test_restarted_server_finishes_earlier_batches(tmp_path):
             _strict_response_validation=True,
         )
         batch = client.batches.retrieve(batch_id)
+        assert batch.request_counts is not None
         assert batch.status == "completed" and batch.request_counts.completed == 3
         assert len(running.engine.requests_received()) == 3

@@ -4,13 +4,14 @@ answered in the shape they ask for."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 
 from enrich.server.schemas import load_schemas
 
-from .conftest import batch_line
+from .conftest import Harness, batch_line
 
 CATEGORIES = {
     "type": "object",
@@ -27,7 +28,7 @@ SYSTEM = {"role": "system", "content": "Extract movie categories and a one-sente
 IMAGE = "https://m.media-amazon.com/images/I/41zMuj2wvvL.jpg"
 
 # models/movie_categories.sql: temperature 0.1, a system prompt, output={...}: strict json_schema.
-MOVIE = {
+MOVIE: dict[str, Any] = {
     "model": "gpt-4o-mini",
     "temperature": 0.1,
     "messages": [SYSTEM, {"role": "user", "content": "Two imprisoned men bond over years."}],
@@ -37,7 +38,7 @@ MOVIE = {
     },
 }
 # models/furniture_captions.sql: temperature 0.2, max_tokens 300, the title and the image together.
-CAPTION = {
+CAPTION: dict[str, Any] = {
     "model": "gpt-4o-mini",
     "temperature": 0.2,
     "max_tokens": 300,
@@ -52,13 +53,13 @@ CAPTION = {
         },
     ],
 }
-EMBEDDING = {
+EMBEDDING: dict[str, Any] = {
     "model": "text-embedding-3-small",
     "input": "Two imprisoned men bond over years.",
     "encoding_format": "float",
 }
 # endpoint='/v1/responses' with output={...}: the schema goes in text.format.
-RESPONSE = {
+RESPONSE: dict[str, Any] = {
     "model": "gpt-4o-mini",
     "input": [
         SYSTEM,
@@ -76,7 +77,7 @@ RESPONSE = {
 }
 
 
-def test_readme_bodies_are_accepted_synchronously(harness):
+def test_readme_bodies_are_accepted_synchronously(harness: Harness) -> None:
     client = harness.client
     movie = client.chat.completions.create(**MOVIE)
     jsonschema.validate(json.loads(movie.choices[0].message.content), CATEGORIES)
@@ -96,7 +97,9 @@ def test_readme_bodies_are_accepted_synchronously(harness):
         ("/v1/responses", RESPONSE),
     ],
 )
-def test_readme_bodies_are_accepted_in_batches(harness, url, body):
+def test_readme_bodies_are_accepted_in_batches(
+    harness: Harness, url: str, body: dict[str, Any]
+) -> None:
     lines = [batch_line(f"row-{i}", url, body) for i in range(3)]
     batch = harness.settle(harness.submit(lines, endpoint=url).id)
     assert (batch.status, batch.error_file_id, batch.request_counts.completed) == (
@@ -116,7 +119,9 @@ def test_readme_bodies_are_accepted_in_batches(harness, url, body):
         ("/responses", RESPONSE, "Response"),
     ],
 )
-def test_answers_match_the_official_response_schemas(harness, path, body, schema):
+def test_answers_match_the_official_response_schemas(
+    harness: Harness, path: str, body: dict[str, Any], schema: str
+) -> None:
     answer = harness.client.post(path, body=body, cast_to=object)
     root = {"components": {"schemas": load_schemas()}, "$ref": f"#/components/schemas/{schema}"}
     jsonschema.Draft202012Validator(root).validate(answer)

@@ -7,21 +7,22 @@ import copy
 import datetime
 import json
 import re
+from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 import openai
 import pytest
 
 from enrich.server.sampling import sample
 
-from .conftest import batch_line
+from .conftest import Harness, batch_line
 
 CHAT, RESPONSES = "/v1/chat/completions", "/v1/responses"
 HI = [{"role": "user", "content": "Describe the lighthouse keeper Ada Lovelace."}]
 FORMATS = ("date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid")
 
 
-def closed(properties: dict, **extra) -> dict:
+def closed(properties: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """A strict object schema: every property required, nothing else allowed."""
     return {
         "type": "object",
@@ -32,15 +33,15 @@ def closed(properties: dict, **extra) -> dict:
     }
 
 
-def nested(levels: int) -> dict:
+def nested(levels: int) -> dict[str, Any]:
     """An object `levels` properties deep."""
-    schema: dict = {"type": "string"}
+    schema: dict[str, Any] = {"type": "string"}
     for _ in range(levels):
         schema = closed({"a": schema})
     return schema
 
 
-def chat_body(schema, name: str = "answer", strict: bool = True) -> dict:
+def chat_body(schema: dict[str, Any], name: str = "answer", strict: bool = True) -> dict[str, Any]:
     spec = {"name": name, "strict": strict, "schema": schema}
     return {
         "model": "gpt-4o-mini",
@@ -49,7 +50,7 @@ def chat_body(schema, name: str = "answer", strict: bool = True) -> dict:
     }
 
 
-def responses_body(schema, name: str = "answer") -> dict:
+def responses_body(schema: dict[str, Any], name: str = "answer") -> dict[str, Any]:
     spec = {"type": "json_schema", "name": name, "strict": True, "schema": schema}
     return {"model": "gpt-4o-mini", "input": HI, "text": {"format": spec}}
 
@@ -115,12 +116,12 @@ def _format_checker() -> jsonschema.FormatChecker:
     return checker
 
 
-def _validate(answer, schema) -> None:
+def _validate(answer: object, schema: dict[str, Any]) -> None:
     validator = jsonschema.Draft202012Validator(schema, format_checker=_format_checker())
     validator.validate(answer)
 
 
-def test_an_answer_to_every_type_and_format_validates_against_its_schema(harness):
+def test_an_answer_to_every_type_and_format_validates_against_its_schema(harness: Harness) -> None:
     answer = harness.client.chat.completions.create(**chat_body(EVERY))
     value = json.loads(answer.choices[0].message.content)
     _validate(value, EVERY)
@@ -133,11 +134,11 @@ def test_an_answer_to_every_type_and_format_validates_against_its_schema(harness
 
 
 @pytest.mark.parametrize("seed", ["", "a", "x" * 500, "Ünïcödé #3", "1 2 3"])
-def test_samples_validate_whatever_the_input(seed):
+def test_samples_validate_whatever_the_input(seed: str) -> None:
     _validate(sample(EVERY, seed), EVERY)
 
 
-def test_samples_of_deep_recursive_schemas_end():
+def test_samples_of_deep_recursive_schemas_end() -> None:
     schema = closed({"head": {"anyOf": [{"$ref": "#"}, {"type": "null"}]}})
     value = sample(schema, "x")
     depth = 0
@@ -147,15 +148,16 @@ def test_samples_of_deep_recursive_schemas_end():
     _validate(sample(schema, "x"), schema)
 
 
-def _refused(client, url: str, body: dict) -> dict:
+def _refused(client: openai.OpenAI, url: str, body: dict[str, Any]) -> dict[str, Any]:
     with pytest.raises(openai.BadRequestError) as raised:
         client.post(url.removeprefix("/v1"), body=body, cast_to=object)
     error = raised.value.body
+    assert isinstance(error, dict)
     assert (error["type"], error["code"]) == ("invalid_request_error", "invalid_value")
     return error
 
 
-def _many(count: int, width: int = 2) -> dict:
+def _many(count: int, width: int = 2) -> dict[str, Any]:
     return closed({f"p{i:0{width}d}": {"type": "string"} for i in range(count)})
 
 
@@ -192,20 +194,22 @@ REFUSED = [
 
 
 @pytest.mark.parametrize(("schema", "name", "words"), REFUSED)
-def test_strict_schemas_the_api_cannot_compile_are_refused(harness, schema, name, words):
+def test_strict_schemas_the_api_cannot_compile_are_refused(
+    harness: Harness, schema: dict[str, Any], name: str, words: str
+) -> None:
     error = _refused(harness.client, CHAT, chat_body(schema, name))
     assert error["param"] == "response_format" and words in error["message"]
     error = _refused(harness.client, RESPONSES, responses_body(schema, name))
     assert error["param"] == "text.format" and words in error["message"]
 
 
-def test_a_non_strict_schema_is_not_checked_but_its_name_is(harness):
+def test_a_non_strict_schema_is_not_checked_but_its_name_is(harness: Harness) -> None:
     body = chat_body({"type": "array"}, strict=False)
     assert harness.client.post("/chat/completions", body=body, cast_to=object)
     assert _refused(harness.client, CHAT, chat_body(closed({}), "a b", strict=False))
 
 
-def test_schemas_at_the_limits_are_accepted_and_answered(harness):
+def test_schemas_at_the_limits_are_accepted_and_answered(harness: Harness) -> None:
     schema = closed(
         {
             "deep": nested(9),
@@ -218,7 +222,7 @@ def test_schemas_at_the_limits_are_accepted_and_answered(harness):
     _validate(json.loads(answer.choices[0].message.content), schema)
 
 
-def test_strict_schema_lines_of_a_batch(harness):
+def test_strict_schema_lines_of_a_batch(harness: Harness) -> None:
     lines = [
         batch_line("good", CHAT, chat_body(EVERY)),
         batch_line("open", CHAT, chat_body({"type": "object"})),
@@ -251,5 +255,5 @@ def test_strict_schema_lines_of_a_batch(harness):
         ("uuid", "not-a-uuid"),
     ],
 )
-def test_the_format_checks_refuse_what_is_not_that_format(name, bad):
+def test_the_format_checks_refuse_what_is_not_that_format(name: str, bad: str) -> None:
     assert not _format_checker().conforms(bad, name)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from enrich.server import Limits, Timing
 
-from .conftest import chat_line
+from .conftest import Harness, chat_line
 
 
-def _without(key):
+def _without(key: str) -> dict[str, Any]:
     line = chat_line(1)
     del line[key]
     return line
@@ -32,7 +34,9 @@ def _without(key):
         ),
     ],
 )
-def test_a_bad_line_fails_the_batch_naming_its_line(harness, bad, code, param):
+def test_a_bad_line_fails_the_batch_naming_its_line(
+    harness: Harness, bad: str | dict[str, Any], code: str, param: str | None
+) -> None:
     batch = harness.submit([chat_line(0), bad, chat_line(2)])
     batch = harness.settle(batch.id)
     assert batch.status == "failed" and batch.failed_at is not None
@@ -45,7 +49,7 @@ def test_a_bad_line_fails_the_batch_naming_its_line(harness, bad, code, param):
     assert (error.code, error.line, error.param) == (code, 2, param)
 
 
-def test_every_bad_line_is_reported(harness):
+def test_every_bad_line_is_reported(harness: Harness) -> None:
     batch = harness.settle(
         harness.submit([chat_line(0), "nope", chat_line(2), "[]", chat_line(2)]).id
     )
@@ -59,14 +63,14 @@ def test_every_bad_line_is_reported(harness):
 @pytest.mark.parametrize(
     "harness", [{"limits": Limits(models=("gpt-4o-mini",), max_lines=3)}], indirect=True
 )
-def test_unknown_model_and_too_many_lines(harness):
+def test_unknown_model_and_too_many_lines(harness: Harness) -> None:
     batch = harness.settle(harness.submit([chat_line(0, model="gpt-nope")]).id)
     assert [(e.code, e.param) for e in batch.errors.data] == [("model_not_found", "body.model")]
     batch = harness.settle(harness.submit([chat_line(i) for i in range(4)]).id)
     assert [e.code for e in batch.errors.data] == ["too_many_tasks"]
 
 
-def test_empty_and_missing_files(harness):
+def test_empty_and_missing_files(harness: Harness) -> None:
     batch = harness.settle(harness.submit([]).id)
     assert [e.code for e in batch.errors.data] == ["empty_file"]
     file_id = harness.upload([chat_line(1)])
@@ -83,7 +87,7 @@ def test_empty_and_missing_files(harness):
     [{"limits": Limits(enqueued_token_limit=100), "timing": Timing(per_line=10.0)}],
     indirect=True,
 )
-def test_enqueued_token_budget(harness):
+def test_enqueued_token_budget(harness: Harness) -> None:
     first = harness.submit([chat_line(i) for i in range(5)])  # about 60 tokens
     harness.clock.advance(0.6)
     assert harness.client.batches.retrieve(first.id).status == "in_progress"

@@ -13,6 +13,7 @@ from typing import Any
 import openai
 import pytest
 from openai import OpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 from enrich.server import ManualClock, ServerConfig, serve_in_thread
 
@@ -36,7 +37,7 @@ class Rig:
 
     def client(self, **options: Any) -> OpenAI:
         """Another SDK client through the proxy, closed when the test ends."""
-        defaults = {"api_key": API_KEY, "_strict_response_validation": True}
+        defaults: dict[str, Any] = {"api_key": API_KEY, "_strict_response_validation": True}
         client = OpenAI(base_url=self.wire.base_url, **(defaults | options))
         self.opened.append(client)
         return client
@@ -77,12 +78,12 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
                 client.close()
 
 
-def test_proxy_base_url_keeps_the_api_path(rig):
+def test_proxy_base_url_keeps_the_api_path(rig: Rig) -> None:
     assert rig.wire.base_url.startswith("http://127.0.0.1:")
     assert rig.wire.base_url.endswith("/v1")
 
 
-def test_upload_and_create_are_counted_once(rig):
+def test_upload_and_create_are_counted_once(rig: Rig) -> None:
     file_id = rig.upload(rig.proxied)
     batch = rig.create(rig.proxied, file_id)
     assert rig.wire.uploads() == 1 and rig.wire.batch_creates() == 1
@@ -91,7 +92,7 @@ def test_upload_and_create_are_counted_once(rig):
     assert rig.batch_ids() == [batch.id]
 
 
-def test_answers_pass_through_unchanged(rig):
+def test_answers_pass_through_unchanged(rig: Rig) -> None:
     file_id = rig.upload(rig.proxied)
     batch = rig.create(rig.proxied, file_id)
     rig.clock.advance(60)
@@ -99,11 +100,12 @@ def test_answers_pass_through_unchanged(rig):
     assert through.status == "completed"
     assert through == rig.direct.batches.retrieve(batch.id)
     output = through.output_file_id
+    assert output is not None
     assert rig.proxied.files.content(output).read() == rig.direct.files.content(output).read()
     assert rig.wire.sent_for_execution() == Counter(dict.fromkeys(IDS, 1))  # reads don't count
 
 
-def test_errors_and_authorization_pass_through(rig):
+def test_errors_and_authorization_pass_through(rig: Rig) -> None:
     with pytest.raises(openai.NotFoundError, match="No batch found"):
         rig.proxied.batches.retrieve("batch_missing")
     stranger = rig.client(api_key="sk-wrong", max_retries=0)
@@ -112,7 +114,7 @@ def test_errors_and_authorization_pass_through(rig):
     assert [c.status for c in rig.wire.calls()] == [404, 401]
 
 
-def test_sdk_retry_after_a_lost_create_is_seen_on_the_wire(rig):
+def test_sdk_retry_after_a_lost_create_is_seen_on_the_wire(rig: Rig) -> None:
     file_id = rig.upload(rig.proxied)
     rig.engine.set_faults(drop_after_create=1)
     batch = rig.create(rig.client(max_retries=2), file_id)
@@ -123,7 +125,7 @@ def test_sdk_retry_after_a_lost_create_is_seen_on_the_wire(rig):
     assert len(rig.batch_ids()) == sent["task-0"] and batch.id in rig.batch_ids()
 
 
-def test_dropped_connection_reaches_the_client_as_a_drop(rig):
+def test_dropped_connection_reaches_the_client_as_a_drop(rig: Rig) -> None:
     file_id = rig.upload(rig.proxied)
     rig.engine.set_faults(drop_after_create=1)
     with pytest.raises(openai.APIConnectionError):
@@ -132,7 +134,7 @@ def test_dropped_connection_reaches_the_client_as_a_drop(rig):
     assert rig.wire.sent_for_execution() == Counter(dict.fromkeys(IDS, 1))
 
 
-def test_lost_upload_answer_is_matched_through_a_later_files_list(rig):
+def test_lost_upload_answer_is_matched_through_a_later_files_list(rig: Rig) -> None:
     rig.engine.set_faults(drop_after_create=1, drop_after_create_status=502)
     with pytest.raises(openai.InternalServerError):
         rig.upload(rig.proxied)
@@ -142,7 +144,7 @@ def test_lost_upload_answer_is_matched_through_a_later_files_list(rig):
     assert rig.wire.sent_for_execution() == Counter(dict.fromkeys(IDS, 1))
 
 
-def test_create_naming_a_file_uploaded_elsewhere_cannot_be_counted(rig):
+def test_create_naming_a_file_uploaded_elsewhere_cannot_be_counted(rig: Rig) -> None:
     file_id = rig.upload(rig.direct)
     rig.create(rig.proxied, file_id)
     assert rig.wire.uploads() == 0 and rig.wire.batch_creates() == 1
@@ -150,8 +152,8 @@ def test_create_naming_a_file_uploaded_elsewhere_cannot_be_counted(rig):
         rig.wire.sent_for_execution()
 
 
-def test_sync_requests_count_under_the_body_hash(rig):
-    messages = [{"role": "user", "content": "Hello"}]
+def test_sync_requests_count_under_the_body_hash(rig: Rig) -> None:
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello"}]
     for _ in range(2):
         rig.proxied.chat.completions.create(model="gpt-4o-mini", messages=messages)
     [(key, count)] = rig.wire.sent_for_execution().items()
@@ -159,7 +161,7 @@ def test_sync_requests_count_under_the_body_hash(rig):
     assert count == 2 and hashes == {key.removeprefix("sync:")}
 
 
-def test_calls_from_many_threads_are_all_recorded(rig):
+def test_calls_from_many_threads_are_all_recorded(rig: Rig) -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         names = [f"part-{i}.jsonl" for i in range(8)]
         ids = list(pool.map(lambda name: rig.upload(rig.client(max_retries=0), 1, name), names))
