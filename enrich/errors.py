@@ -11,7 +11,8 @@ key at fault and says what to do next. Anything else escaping enrich is a bug.
     │                       (``a → b → a``)
     ├── SelectionError      a ``--select``/``--exclude`` selector that is malformed
     ├── ExecutionError      DuckDB rejected a model while it ran
-    │   └── CostLimitError  the estimated cost is over ``--max-cost`` (nothing was sent)
+    │   ├── CostLimitError  the estimated cost is over ``--max-cost`` (nothing was sent)
+    │   └── ResourceError   the disk or the memory ran out (names the setting to change)
     └── ApiError            the API refused or could not be reached (never shows the key);
                             ``.status`` is its HTTP status, ``.ambiguous`` says a create may
                             have happened anyway
@@ -56,6 +57,23 @@ class ExecutionError(EnrichError):
 
 class CostLimitError(ExecutionError):
     """The estimated cost of what a run would send is over the limit; nothing was sent."""
+
+
+class ResourceError(ExecutionError):
+    """The disk filled up or DuckDB ran out of memory; the message names the setting to change."""
+
+
+# errno values of a write that found no room: ENOSPC, EFBIG (a size limit), EDQUOT.
+NO_ROOM_ERRNOS = frozenset({28, 27, 122})
+
+
+def no_room(where: str, said: str) -> ResourceError:
+    """A write to `where` found no room on its disk."""
+    return ResourceError(
+        f"no room left to write {where} ({said}): free space on that disk, or point "
+        "[tool.enrich] database / target_dir at a disk with room, then run again; nothing "
+        "already answered is lost or paid for again"
+    )
 
 
 class ApiError(EnrichError):

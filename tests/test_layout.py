@@ -27,8 +27,9 @@ ONLY_IN = {
     "starlette": "server/app.py",
     "uvicorn": "server/serve.py",
     "jinja2": "project/templating.py",
-    "tqdm": "progress.py",
+    "rich": "progress.py",
     "jsonschema": "server/schemas.py",
+    "filelock": "warehouse/run_lock.py",
 }
 
 

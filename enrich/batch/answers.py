@@ -102,21 +102,28 @@ SELECT {keys}, {outputs},
        q.prompt_tokens AS _enrich_prompt_tokens,
        q.completion_tokens AS _enrich_completion_tokens,
        q.source AS _enrich_source
-FROM enrich_rows AS r JOIN _enrich.requests AS q USING (request_hash)
+FROM {rows} AS r JOIN _enrich.requests AS q USING (request_hash)
 WHERE q.answer IS NOT NULL AND q.source IS NOT DISTINCT FROM ?
 {keep}
 """
 
+# Everything the table is made of, in one value: which rows have which answer, and when it came.
+_FINGERPRINT = """
+SELECT count(*), coalesce(bit_xor(hash(r.request_hash, q.finished_at, {keys})), 0)
+FROM {rows} AS r JOIN _enrich.requests AS q USING (request_hash)
+WHERE q.answer IS NOT NULL AND q.source IS NOT DISTINCT FROM ?
+"""
+
 _KEEP_REMOVED = """
 UNION ALL BY NAME
-SELECT * FROM {old} WHERE ({keys}) NOT IN (SELECT ({keys}) FROM enrich_rows)
+SELECT * FROM {old} WHERE ({keys}) NOT IN (SELECT ({keys}) FROM {rows})
 """
 
 
 _PREVIEW = """
 SELECT {keys}, r._prompt AS prompt, {outputs},
        coalesce(q.status, 'not sent') AS _enrich_status, q.error_message AS _enrich_error
-FROM enrich_rows AS r LEFT JOIN _enrich.requests AS q USING (request_hash)
+FROM {rows} AS r LEFT JOIN _enrich.requests AS q USING (request_hash)
 """
 
 
@@ -163,14 +170,15 @@ def _checks(spec: EnrichSpec) -> tuple[sql.Raw, sql.Raw, list[Any]]:
 def build_target(db: Database, spec: EnrichSpec, existed: bool, source: str) -> int:
     """Replace the model's table: one row per source row with an answer from `source` (the API
     this run asks), typed, with provenance."""
-    keep = ""
+    keep, rows = "", sql.work_table(spec.name, "rows")
     if spec.keep_removed and existed:
         db.execute(sql.fill("CREATE OR REPLACE TEMP TABLE enrich_old AS FROM {t}", t=spec.name))
-        keep = sql.fill(_KEEP_REMOVED, old="enrich_old", keys=spec.unique_key)
+        keep = sql.fill(_KEEP_REMOVED, old="enrich_old", keys=spec.unique_key, rows=rows)
     outputs, params = _outputs(spec)
     statement = sql.fill(
         _TARGET,
         target=spec.name,
+        rows=rows,
         keys=sql.columns(spec.unique_key, "r"),
         outputs=outputs,
         keep=sql.Raw(keep),
@@ -179,10 +187,29 @@ def build_target(db: Database, spec: EnrichSpec, existed: bool, source: str) -> 
     return db.count(spec.name)
 
 
+def fingerprint(db: Database, spec: EnrichSpec, digest: str, source: str) -> str:
+    """What the model's table would be built from now: its requests' shared part (`digest`), the
+    API its answers come from, and each row's key, request and answer time. Equal fingerprints
+    build equal tables."""
+    statement = sql.fill(
+        _FINGERPRINT,
+        rows=sql.work_table(spec.name, "rows"),
+        keys=sql.columns(spec.unique_key, "r"),
+    )
+    row = db.fetchone(statement, [source])
+    count, mixed = row if row else (0, 0)
+    return f"{digest}:{source}:{spec.keep_removed}:{count}:{mixed}"
+
+
 def preview_query(spec: EnrichSpec) -> tuple[str, list[Any]]:
-    """Inputs and parsed answers of ``enrich_rows`` side by side, with status and error."""
+    """Inputs and parsed answers of the model's ``rows`` side by side, with status and error."""
     outputs, params = _outputs(spec)
-    statement = sql.fill(_PREVIEW, keys=sql.columns(spec.unique_key, "r"), outputs=outputs)
+    statement = sql.fill(
+        _PREVIEW,
+        keys=sql.columns(spec.unique_key, "r"),
+        outputs=outputs,
+        rows=sql.work_table(spec.name, "rows"),
+    )
     return statement, params
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ApiError
+from ..errors import NO_ROOM_ERRNOS, ApiError, no_room
 
 if TYPE_CHECKING:
     import openai
@@ -177,12 +177,19 @@ class BatchClient:
         """Stream a file's content to `path` (written whole or not at all)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".part")
-        with (
-            self._calling(f"downloading file {file_id}"),
-            self._sdk.files.with_streaming_response.content(file_id) as response,
-        ):
-            response.stream_to_file(tmp)
-        tmp.replace(path)
+        try:
+            with (
+                self._calling(f"downloading file {file_id}"),
+                self._sdk.files.with_streaming_response.content(file_id) as response,
+            ):
+                response.stream_to_file(tmp)
+            tmp.replace(path)
+        except OSError as err:
+            if err.errno in NO_ROOM_ERRNOS:
+                raise no_room(str(path.parent), err.strerror or str(err)) from err
+            raise
+        finally:
+            tmp.unlink(missing_ok=True)  # a partial download is never kept
         return path
 
     def delete_file(self, file_id: str) -> None:

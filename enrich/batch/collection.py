@@ -78,11 +78,15 @@ def collect(session: Session, record: Submission, state: BatchState) -> None:
     # Named for this collector alone: another thread may be collecting the same batch (the
     # ledger lets only one of them merge it).
     mine = uuid.uuid4().hex[:8]
-    files = [
-        client.download(file_id, folder / f"{state.id}-{kind}-{mine}.jsonl")
-        for kind, file_id in (("output", state.output_file_id), ("errors", state.error_file_id))
-        if file_id
-    ]
+    with session.db.released():  # a download can take minutes: readers may have the file
+        files = [
+            client.download(file_id, folder / f"{state.id}-{kind}-{mine}.jsonl")
+            for kind, file_id in (
+                ("output", state.output_file_id),
+                ("errors", state.error_file_id),
+            )
+            if file_id
+        ]
     session.step("downloaded")
     # The input file is no longer needed once the answers are on disk. Deleted before the merge
     # closes the submission, so no crash in between can leave it on the server for good.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ..errors import ApiError
 from . import ledger, lifecycle, request_lines
+from .client import BatchState
 from .collection import collect, observe, ready
 from .lifecycle import Submission
 from .request_lines import Shard
@@ -30,18 +31,30 @@ def follow(session: Session) -> None:
     delay = low
     while True:
         _submit_fitting(session)
-        changed, collected = _poll(session)
-        if collected:
-            session.shards = choose(session)
+        changed, ended = _poll(session)
+        # A batch seen ended no longer holds budget: the next shard goes before its answers are
+        # downloaded and merged.
+        _submit_fitting(session)
+        for record, state in ended:
+            collect(session, record, state)
+            session.shards += _resends(session, record.submission_id)
+        if ended:  # what the batches left to retry goes out now, not after a sleep
+            continue
         waiting = _waiting_on(session)
         if not waiting and not session.shards:
-            return
+            # Another model or thread may have collected requests of ours that need sending
+            # again: one full look before stopping.
+            session.shards = choose(session)
+            if not session.shards:
+                return
+            continue
         if not session.options.wait:
             if waiting:
                 session.say(f"{len(waiting)} batch(es) in flight; run again to collect them")
             return
         _check_token_wait(session)
-        session.options.sleep(delay)
+        with session.db.released():  # batches take hours: readers get the file meanwhile
+            session.options.sleep(delay)
         delay = low if changed else min(delay * 2, high)
 
 
@@ -50,6 +63,18 @@ def choose(session: Session) -> list[Shard]:
     assert session.frame is not None
     return request_lines.plan_sends(
         session.db, session.spec, session.frame, session.job.batch, session.rules
+    )
+
+
+def _resends(session: Session, submission_id: str) -> list[Shard]:
+    assert session.frame is not None
+    return request_lines.plan_resends(
+        session.db,
+        session.spec,
+        session.frame,
+        session.job.batch,
+        session.rules,
+        submission_id,
     )
 
 
@@ -70,8 +95,9 @@ def _may_submit(session: Session, shard: Shard, in_flight: int, limit: int) -> b
     return session.retry_at is None or session.clock() >= session.retry_at
 
 
-def _poll(session: Session) -> tuple[bool, bool]:
-    changed = collected = False
+def _poll(session: Session) -> tuple[bool, list[tuple[Submission, BatchState]]]:
+    """Look at every batch in flight; returns whether any changed, and those ready to collect."""
+    changed, ended = False, []
     for record in _waiting_on(session):
         if record.batch_id is None:
             continue  # another thread is creating it
@@ -82,9 +108,9 @@ def _poll(session: Session) -> tuple[bool, bool]:
             session.accepted()
         changed = observe(session, record, state) or changed
         if ready(session, state):
-            collect(session, record, state)
-            changed = collected = True
-    return changed, collected
+            ended.append((record, state))
+            changed = True
+    return changed, ended
 
 
 def _waiting_on(session: Session) -> list[Submission]:

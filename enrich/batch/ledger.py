@@ -144,6 +144,15 @@ def _answer_sources(db: Database) -> None:
     lifecycle.backfill_sources(db)
 
 
+def _targets(db: Database) -> None:
+    # What each enrich model's table was last built from, so a refresh that changed nothing
+    # leaves the table alone.
+    db.execute(
+        "CREATE TABLE _enrich.targets (node VARCHAR PRIMARY KEY, fingerprint VARCHAR NOT NULL,"
+        " built_at TIMESTAMP)"
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     ("m001_create_schema", _create_schema),
     ("m002_seeds", _create_seeds),
@@ -153,6 +162,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("m006_batches_run_id", _batches_run_id),
     ("m007_legacy_hashes", _legacy_hashes),
     ("m008_answer_sources", _answer_sources),
+    ("m009_targets", _targets),
 )
 
 
@@ -187,7 +197,7 @@ def record_seed(db: Database, name: str, content_hash: str, rows: int, now: date
 _OPEN = """
 SELECT {columns} FROM _enrich.batches AS b
 WHERE collected_at IS NULL AND (node = $node OR submission_id IN (
-    SELECT submission_id FROM _enrich.requests AS q SEMI JOIN enrich_rows USING (request_hash)
+    SELECT submission_id FROM _enrich.requests AS q SEMI JOIN {rows} USING (request_hash)
     WHERE q.status IN ('submitting', 'submitted')))
 ORDER BY created_at, submission_id
 """
@@ -196,8 +206,8 @@ ORDER BY created_at, submission_id
 def open_submissions(db: Database, node: str) -> list[Submission]:
     """Submissions not yet closed that hold requests of the model being built (whichever model
     or run sent them: the ledger goes by request hash, not model name), or that it sent; oldest
-    first. Reads ``enrich_rows``."""
-    statement = sql.fill(_OPEN, columns=Submission.columns())
+    first. Reads the model's ``rows``."""
+    statement = sql.fill(_OPEN, columns=Submission.columns(), rows=sql.work_table(node, "rows"))
     rows = db.fetchall(statement, {"node": node})
     return [Submission(*row) for row in rows]
 
@@ -260,3 +270,14 @@ def record_run(db: Database, figures: RunFigures) -> None:
         values=sql.Raw(", ".join("$" + c for c in columns)),
     )
     db.execute(statement, asdict(figures))
+
+
+def target_fingerprint(db: Database, node: str) -> str | None:
+    """What `node`'s table was last built from (see :func:`answers.fingerprint`)."""
+    row = db.fetchone("SELECT fingerprint FROM _enrich.targets WHERE node = ?", [node])
+    return None if row is None else str(row[0])
+
+
+def record_target(db: Database, node: str, fingerprint: str, now: datetime) -> None:
+    """Remember what `node`'s table was built from."""
+    db.execute("INSERT OR REPLACE INTO _enrich.targets VALUES (?, ?, ?)", [node, fingerprint, now])

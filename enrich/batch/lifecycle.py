@@ -97,7 +97,7 @@ TRANSITIONS: Mapping[str, Transition] = {
             "CASE WHEN r.status = 'retry' AND q.attempts + 1 >= $max_attempts THEN 'failed'"
             " ELSE r.status END",
             1,
-            "q.submission_id = $submission AND q.request_hash = r.request_hash",
+            "q.rowid = r.ledger_row AND q.submission_id = $submission",
             sets=", "
             + """error_code = r.error_code, error_message = r.error_message,
     answer = CASE WHEN r.status = 'succeeded' THEN r.answer ELSE q.answer END,
@@ -108,7 +108,7 @@ TRANSITIONS: Mapping[str, Transition] = {
     batch_id = CASE WHEN r.status = 'succeeded' THEN $batch_id ELSE q.batch_id END,
     source = CASE WHEN r.status = 'succeeded' THEN $source ELSE q.source END,
     run_id = $run_id""",
-            source="FROM enrich_results AS r",
+            source="FROM enrich_staged AS r",
         ),
         Transition(
             "lose",
@@ -154,9 +154,9 @@ def move(db: Database, name: str, now: datetime, **values: Any) -> int:
     return int(row[0]) if row else 0
 
 
-# Claiming: requests of rows first..last of ``enrich_sends`` that are still claimable move to
+# Claiming: requests of rows first..last of the model's ``sends`` that are still claimable move to
 # `submitting` in this submission; hashes the ledger has never seen are inserted as such.
-_SHARD_ROWS = """(SELECT request_hash, tokens, row_key FROM enrich_sends
+_SHARD_ROWS = """(SELECT request_hash, tokens, row_key FROM {sends}
     WHERE rowid BETWEEN $first AND $last)"""
 
 _CLAIM_KNOWN = f"""
@@ -188,7 +188,7 @@ SELECT r.request_hash, $node, $endpoint, $model, e.row_key, r.status, 1, r.error
        r.error_message, CASE WHEN r.status = 'succeeded' THEN r.answer END, r.prompt_tokens,
        r.completion_tokens, $run_id, $now, CASE WHEN r.status = 'succeeded' THEN $now END,
        CASE WHEN r.status = 'succeeded' THEN $source END
-FROM enrich_results AS r JOIN enrich_sends AS e USING (request_hash)
+FROM enrich_results AS r JOIN {sends} AS e USING (request_hash)
 ANTI JOIN _enrich.requests AS q USING (request_hash)
 """
 
@@ -245,7 +245,7 @@ class Claim:
 
 
 def record(db: Database, submission: Submission, rows: tuple[int, int], rules: Rules) -> Claim:
-    """Record a submission and claim its requests (rows of ``enrich_sends``), atomically and
+    """Record a submission and claim its requests (rows of its model's ``sends``), atomically and
     under the write lock, before anything is written or uploaded."""
     s = submission
     values = {
@@ -258,8 +258,10 @@ def record(db: Database, submission: Submission, rows: tuple[int, int], rules: R
     }
     with db.exclusive():
         db.execute(_insert(Submission.columns()), asdict(s))
-        db.execute(_CLAIM_KNOWN, values | rules.params())
-        db.execute(_CLAIM_NEW, values | {"endpoint": s.endpoint, "model": s.model})
+        sends = sql.work_table(s.node, "sends")
+        db.execute(sql.fill(_CLAIM_KNOWN, sends=sends), values | rules.params())
+        new = values | {"endpoint": s.endpoint, "model": s.model}
+        db.execute(sql.fill(_CLAIM_NEW, sends=sends), new)
         row = db.fetchone(_CLAIMED, {"submission": s.submission_id})
         claim = Claim(int(row[0]), int(row[1])) if row else Claim(0, 0)
         db.execute(
@@ -364,6 +366,18 @@ def refuse(
         close(db, submission_id, now)
 
 
+# A batch's lines in the ledger's row order, with the row each updates: an update that walks the
+# ledger in order costs time in proportion to the batch, where one in the output file's order
+# (shuffled) costs time in proportion to the whole ledger.
+_STAGE = """
+CREATE OR REPLACE TEMP TABLE enrich_staged AS
+SELECT q.rowid AS ledger_row, r.* FROM enrich_results AS r
+JOIN _enrich.requests AS q USING (request_hash)
+WHERE q.submission_id = ?
+ORDER BY ledger_row
+"""
+
+
 def collect(
     db: Database,
     submission: Submission,
@@ -389,6 +403,7 @@ def collect(
         }
         merged = 0
         if loaded:
+            db.execute(_STAGE, [submission.submission_id])
             merged = move(
                 db, "collect", now, batch_id=submission.batch_id, source=rules.source, **values
             )
@@ -405,7 +420,8 @@ def answer(db: Database, now: datetime, rules: Rules, node: str, endpoint: str, 
         values = {"run_id": rules.run_id, "source": rules.source}
         move(db, "answer", now, max_attempts=rules.max_attempts, **values)
         db.execute(
-            _NEW_ANSWERS, {"node": node, "endpoint": endpoint, "model": model, "now": now, **values}
+            sql.fill(_NEW_ANSWERS, sends=sql.work_table(node, "sends")),
+            {"node": node, "endpoint": endpoint, "model": model, "now": now, **values},
         )
 
 
@@ -422,7 +438,7 @@ def close(db: Database, submission_id: str, now: datetime) -> None:
 # later run. Not a status change, but a write of the ledger's key, so it lives here too.
 _ADOPT = """
 UPDATE _enrich.requests AS q SET request_hash = r.request_hash
-FROM (SELECT request_hash, {hashed} AS old FROM enrich_rows) AS r
+FROM (SELECT request_hash, {hashed} AS old FROM {rows}) AS r
 WHERE q.request_hash = r.old AND q.status NOT IN ('submitting', 'submitted')
   AND r.request_hash NOT IN (SELECT request_hash FROM _enrich.requests)
 """
@@ -434,11 +450,12 @@ def has_legacy_hashes(db: Database, node: str) -> bool:
     return bool(row and row[0])
 
 
-def adopt_hashes(db: Database, node: str, hashed: str, digest: str) -> None:
-    """Move `node`'s requests from their legacy hash (SQL `hashed` over ``enrich_rows`` with
-    `$digest`) to the hash ``enrich_rows`` has now."""
+def adopt_hashes(db: Database, node: str, hashed: sql.Raw, digest: str) -> None:
+    """Move `node`'s requests from their legacy hash (SQL `hashed` over its ``rows`` with
+    `$digest`) to the hash its ``rows`` have now."""
     with db.exclusive():
-        db.execute(_ADOPT.format(hashed=hashed), {"digest": digest})
+        statement = sql.fill(_ADOPT, hashed=hashed, rows=sql.work_table(node, "rows"))
+        db.execute(statement, {"digest": digest})
         row = db.fetchone(
             "SELECT count(*) FROM _enrich.requests WHERE node = ? AND status IN (?, ?)",
             [node, SUBMITTING, SUBMITTED],

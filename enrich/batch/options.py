@@ -36,6 +36,7 @@ class EnrichOptions:
     wait: bool = True  # follow batches to the end; False: submit, collect what is done, return
     dry_run: bool = False
     resend: bool = False  # send answered requests again (``enrich run --resend``)
+    full_refresh: bool = False  # rebuild tables even when nothing they are made of changed
     max_cost_usd: float | None = None  # overrides the max_cost_usd setting
     poll_seconds: tuple[float, float] | None = None  # overrides [tool.enrich.batch] backoff
     sleep: Callable[[float], None] = time.sleep

@@ -53,7 +53,7 @@ Step = Callable[[Session], Done | None]
 def _read_rows(session: Session) -> None:
     session.frame = request_lines.plan_rows(session.db, session.job.sql, session.spec)
     request_lines.validate_rows(session.db, session.spec, session.job.batch)
-    session.before = request_lines.counts(session.db, session.options.run_id, session.source)
+    session.before = session.counts()
 
 
 def _recover(session: Session) -> None:
@@ -102,16 +102,22 @@ def _send(session: Session) -> None:
 
 def _build_target(session: Session) -> None:
     db, name = session.db, session.job.name
+    assert session.frame is not None
     existed = db.relation_kind(name)
+    made_of = answers.fingerprint(db, session.spec, session.frame.digest, session.source)
+    unchanged = ledger.target_fingerprint(db, name) == made_of
+    if existed == "base table" and unchanged and not session.options.full_refresh:
+        return  # nothing it is made of changed: a no-change refresh writes nothing
     with db.transaction():
         if existed == "view":
             db.execute(sql.drop("view", name))
         answers.build_target(db, session.spec, existed == "base table", session.source)
+        ledger.record_target(db, name, made_of, session.clock())
     session.step("target_built")
 
 
 def _report(session: Session) -> Done:
-    after = request_lines.counts(session.db, session.options.run_id, session.source)
+    after = session.counts()
     before, plan = session.before, session.plan
     assert before is not None and plan is not None
     price = costs.price_for(session.spec.model, session.job.prices)
@@ -204,7 +210,7 @@ def _read_first_rows(session: Session) -> None:
     limit = session.preview_limit
     session.frame = request_lines.plan_rows(session.db, session.job.sql, session.spec, limit)
     request_lines.validate_rows(session.db, session.spec, session.job.batch)
-    session.before = request_lines.counts(session.db, session.options.run_id, session.source)
+    session.before = session.counts()
 
 
 def _answer_now(session: Session) -> None:

@@ -1,11 +1,12 @@
 """Rows → Batch API request lines, in DuckDB: plan, validate, pick what to send, shard, write JSONL.
 
-Everything is set-based SQL over two temporary tables of the model's connection, so no Python
-touches a row:
+Everything is set-based SQL over two working tables of the build, so no Python touches a row.
+They live in the run's scratch database (:func:`~enrich.warehouse.sql.work_table`), so they
+outlive the connection a build closes while its batches are out:
 
-- ``enrich_rows``: one row per source row: its key, the request body, the request hash and an
+- ``rows``: one row per source row: its key, the request body, the request hash and an
   estimate of its prompt tokens.
-- ``enrich_sends``: one row per distinct request that needs sending now, with the shard it goes in.
+- ``sends``: one row per distinct request that needs sending now, with the shard it goes in.
 
 A request's hash is sha256 over the endpoint URL and the exact body sent, so it changes exactly
 when something sent changes; it is also the request's ``custom_id`` (64 hex characters).
@@ -36,7 +37,7 @@ HASHED = """sha256({digest} || coalesce(length(_system) || ':' || _system, '') |
 
 _PLAN = (
     """
-CREATE OR REPLACE TEMP TABLE enrich_rows AS
+CREATE OR REPLACE TABLE {rows} AS
 SELECT *,
        ? + {row_tokens} AS tokens,
        """
@@ -54,26 +55,26 @@ FROM (
 # Each check finds the first bad row (its key as JSON) and how many rows are like it.
 _CHECKS = (
     (
-        "SELECT {row_key}, count(*) OVER () FROM enrich_rows WHERE {null_key} LIMIT 1",
+        "SELECT {row_key}, count(*) OVER () FROM {rows} WHERE {null_key} LIMIT 1",
         "key {key} has a NULL part ({count} row(s) like it); unique_key columns must be set "
         "on every row: filter those rows out or coalesce the key",
     ),
     (
         "SELECT {row_key}, count(*) OVER (), n FROM ("
-        " SELECT {keys}, count(*) AS n FROM enrich_rows GROUP BY ALL HAVING count(*) > 1)"
+        " SELECT {keys}, count(*) AS n FROM {rows} GROUP BY ALL HAVING count(*) > 1)"
         " ORDER BY 1 LIMIT 1",
         "unique_key is not unique: key {key} appears {extra} times ({count} key(s) repeat); add "
         "a column to unique_key or deduplicate rows in the model's SELECT",
     ),
     (
-        "SELECT {row_key}, count(*) OVER () FROM enrich_rows"
+        "SELECT {row_key}, count(*) OVER () FROM {rows}"
         " WHERE _prompt IS NULL OR NOT regexp_matches(_prompt, '\\S') LIMIT 1",
         "the prompt of key {key} is NULL or empty ({count} row(s) like it); filter those rows "
         "out or give them text",
     ),
     (
         "SELECT {row_key}, count(*) OVER (), u FROM ("
-        " SELECT {keys}, unnest(_images) AS u FROM enrich_rows WHERE _images IS NOT NULL)"
+        " SELECT {keys}, unnest(_images) AS u FROM {rows} WHERE _images IS NOT NULL)"
         " WHERE u IS NULL OR NOT regexp_matches(u, '^(https?://\\S+|data:image/[A-Za-z0-9.+-]+;base64,\\S+)$')"
         " ORDER BY 1 LIMIT 1",
         "the image URL of key {key} is {extra!r} ({count} like it); an image is an http(s) URL "
@@ -82,7 +83,7 @@ _CHECKS = (
 )
 
 _TOO_MANY_TOKENS = """
-SELECT {row_key}, count(*) OVER (), tokens FROM enrich_rows WHERE tokens > ? ORDER BY 1 LIMIT 1
+SELECT {row_key}, count(*) OVER (), tokens FROM {rows} WHERE tokens > ? ORDER BY 1 LIMIT 1
 """
 
 # What to send: one row per distinct request (when rows repeat a request, the row with the
@@ -90,10 +91,10 @@ SELECT {row_key}, count(*) OVER (), tokens FROM enrich_rows WHERE tokens > ? ORD
 # attempts. An anti join keeps the ledger's columns out of reach of the model's key names.
 _SENDS = (
     """
-CREATE OR REPLACE TEMP TABLE enrich_sends AS
+CREATE OR REPLACE TABLE {sends} AS
 SELECT request_hash, tokens, {row_key} AS row_key, {row_part} AS part,
        strlen(part) + $overhead AS line_bytes
-FROM enrich_rows
+FROM {rows}
 ANTI JOIN (SELECT request_hash FROM _enrich.requests AS q WHERE NOT """
     + CLAIMABLE
     + """) USING (request_hash)
@@ -101,15 +102,31 @@ WHERE {first_of_its_request}
 """
 )
 
+# After a batch is collected, what it left to retry joins the end of the model's sends (one row
+# per request), so a wave costs time in proportion to the batch, not to the model.
+_RESENDS = (
+    """
+INSERT INTO {sends}
+SELECT request_hash, tokens, {row_key} AS row_key, {row_part} AS part,
+       strlen(part) + $overhead AS line_bytes
+FROM {rows}
+SEMI JOIN (SELECT request_hash FROM _enrich.requests AS q
+           WHERE q.submission_id = $submission AND """
+    + CLAIMABLE
+    + """) USING (request_hash)
+QUALIFY row_number() OVER (PARTITION BY request_hash ORDER BY {row_key}) = 1
+"""
+)
+
 # Counting distinct 64-bit hashes is twice as fast as distinct strings, and exact where it matters:
 # equal requests always hash alike; a rare collision only takes the slower, exact path.
-_REPEATS = "SELECT count(*) > count(DISTINCT hash(request_hash)) FROM enrich_rows"
+_REPEATS = "SELECT count(*) > count(DISTINCT hash(request_hash)) FROM {rows}"
 
 _FIRST_OF_ITS_REQUEST = """rowid IN (
-    SELECT arg_min(rowid, {row_key}) FROM enrich_rows GROUP BY request_hash)"""
+    SELECT arg_min(rowid, {row_key}) FROM {rows} GROUP BY request_hash)"""
 
 _TOO_LARGE = """
-SELECT row_key, count(*) OVER (), line_bytes FROM enrich_sends
+SELECT row_key, count(*) OVER (), line_bytes FROM {sends}
 WHERE line_bytes > ? ORDER BY 1 LIMIT 1
 """
 
@@ -130,7 +147,7 @@ FROM (
         FROM (
             SELECT rowid AS r, line_bytes, tokens,
                    ('0x' || left(request_hash, 16))::UBIGINT AS fingerprint
-            FROM enrich_sends
+            FROM {sends} WHERE rowid >= ?
         )
         WINDOW w AS (ORDER BY r ROWS UNBOUNDED PRECEDING)
     )
@@ -145,7 +162,7 @@ ORDER BY first
 _LINES = """
 COPY (
     SELECT concat('{{"custom_id":"', request_hash, ?, part, ?)
-    FROM enrich_sends WHERE rowid BETWEEN ? AND ? {claimed}
+    FROM {sends} WHERE rowid BETWEEN ? AND ? {claimed}
 ) TO ? (FORMAT CSV, HEADER false, QUOTE '', ESCAPE '')
 """
 
@@ -164,7 +181,7 @@ FROM (
     SELECT *, answered AND run_id = $run_id AS fresh
     FROM (SELECT *, answer IS NOT NULL AND source IS NOT DISTINCT FROM $source AS answered
           FROM _enrich.requests)
-) AS q RIGHT JOIN enrich_rows AS r USING (request_hash)
+) AS q RIGHT JOIN {rows} AS r USING (request_hash)
 """
 
 
@@ -225,6 +242,17 @@ class Frame:
     after_part: str  # from the row's part to the end of the line, newline excluded
     digest: str  # sha256 of the URL and everything above; starts each request's hash
     system_tokens: int  # estimated tokens of a model-wide system prompt
+    node: str  # the model, whose working tables hold its rows and sends
+
+    @property
+    def rows(self) -> sql.Raw:
+        """The working table of the model's rows (see the module docstring)."""
+        return sql.work_table(self.node, "rows")
+
+    @property
+    def sends(self) -> sql.Raw:
+        """The working table of the requests to send now."""
+        return sql.work_table(self.node, "sends")
 
     @property
     def overhead(self) -> int:
@@ -258,11 +286,11 @@ def frame(spec: EnrichSpec, row_system: bool, schema_name: str = SCHEMA_NAME) ->
     system_tokens = (
         0 if system is None else tokens.TOKENS_PER_MESSAGE + tokens.estimate_text(system)
     )
-    return Frame(before, after, digest, system_tokens)
+    return Frame(before, after, digest, system_tokens, spec.name)
 
 
 def plan_rows(db: Database, query: str, spec: EnrichSpec, limit: int | None = None) -> Frame:
-    """Run the model's query (its first `limit` rows) into ``enrich_rows``: key, prompt parts,
+    """Run the model's query (its first `limit` rows) into its ``rows``: key, prompt parts,
     request hash, estimated tokens. Returns the frame every line of this model shares."""
     columns = dict(db.describe(query))
     _require_columns(spec, columns)
@@ -270,6 +298,7 @@ def plan_rows(db: Database, query: str, spec: EnrichSpec, limit: int | None = No
     shared = frame(spec, row_system)
     statement = sql.fill(
         _PLAN,
+        rows=shared.rows,
         keys=spec.unique_key,
         prompt=spec.prompt_column,
         system=_system(spec, row_system),
@@ -294,7 +323,8 @@ def _adopt_legacy_hashes(db: Database, spec: EnrichSpec, row_system: bool) -> No
     if not lifecycle.has_legacy_hashes(db, spec.name):
         return
     legacy = frame(spec, row_system, _LEGACY_NAME.sub("_", spec.name)[:64])
-    lifecycle.adopt_hashes(db, spec.name, HASHED.replace("{digest}", "$digest"), legacy.digest)
+    hashed = HASHED.replace("{digest}", "$digest")
+    lifecycle.adopt_hashes(db, spec.name, sql.Raw(hashed), legacy.digest)
 
 
 def _require_columns(spec: EnrichSpec, columns: dict[str, str]) -> None:
@@ -334,13 +364,15 @@ def validate_rows(db: Database, spec: EnrichSpec, batch: BatchSettings) -> None:
         "row_key": _row_key(spec),
         "keys": spec.unique_key,
         "null_key": null_key,
+        "rows": sql.work_table(spec.name, "rows"),
     }
     for template, problem in _CHECKS:
         found = db.fetchone(sql.fill(template, **names))
         if found is not None:
             raise ProjectError(f"{spec.path}: " + _problem(problem, found))
     limit = batch.token_limit(spec.model)
-    found = db.fetchone(sql.fill(_TOO_MANY_TOKENS, row_key=_row_key(spec)), [limit])
+    statement = sql.fill(_TOO_MANY_TOKENS, row_key=_row_key(spec), rows=names["rows"])
+    found = db.fetchone(statement, [limit])
     if found is not None:
         raise ProjectError(
             f"{spec.path}: the request of key {found[0]} is estimated at {found[2]} prompt "
@@ -353,13 +385,16 @@ def validate_rows(db: Database, spec: EnrichSpec, batch: BatchSettings) -> None:
 
 # The API answers 400 to response_format json_object unless the messages say "JSON" somewhere.
 _NO_JSON_WORD = """
-SELECT {row_key}, count(*) OVER () FROM enrich_rows
+SELECT {row_key}, count(*) OVER () FROM {rows}
 WHERE NOT (coalesce(_system, ?) ILIKE '%json%' OR _prompt ILIKE '%json%') LIMIT 1
 """
 
 
 def _require_json_word(db: Database, spec: EnrichSpec) -> None:
-    found = db.fetchone(sql.fill(_NO_JSON_WORD, row_key=_row_key(spec)), [spec.system_prompt or ""])
+    statement = sql.fill(
+        _NO_JSON_WORD, row_key=_row_key(spec), rows=sql.work_table(spec.name, "rows")
+    )
+    found = db.fetchone(statement, [spec.system_prompt or ""])
     if found is not None:
         raise ProjectError(
             f"{spec.path}: response_format='json_object' needs the word JSON in the messages (the "
@@ -381,36 +416,74 @@ def _problem(template: str, found: tuple[Any, ...]) -> str:
 def plan_sends(
     db: Database, spec: EnrichSpec, shared: Frame, batch: BatchSettings, rules: Rules
 ) -> list[Shard]:
-    """Fill ``enrich_sends`` with the distinct requests to send now, split into shards.
+    """Fill the model's ``sends`` with the distinct requests to send now, split into shards.
 
     Sent: the requests :data:`~enrich.batch.lifecycle.CLAIMABLE` under `rules`: never seen;
     retried after a transient error, while attempts remain; failed in an earlier run; with a full
     refresh, everything this run has not sent yet. Never: requests already in a batch.
     A request too large for a batch file stops the model here, before anything is sent.
     """
+    tables: dict[str, sql.Part] = {"rows": shared.rows, "sends": shared.sends}
     first = sql.Raw("true")
-    if db.fetchone(_REPEATS) == (True,):
-        first = sql.Raw(sql.fill(_FIRST_OF_ITS_REQUEST, row_key=_row_key(spec)))
+    if db.fetchone(sql.fill(_REPEATS, **tables)) == (True,):
+        first = sql.Raw(sql.fill(_FIRST_OF_ITS_REQUEST, row_key=_row_key(spec), **tables))
     statement = sql.fill(
         _SENDS,
+        **tables,
         row_part=sql.Raw(spec.endpoint.row_part),
         row_key=_row_key(spec),
         first_of_its_request=first,
     )
     db.execute(statement, {"overhead": shared.overhead, **rules.params()})
-    found = db.fetchone(_TOO_LARGE, [batch.max_bytes])
+    found = db.fetchone(sql.fill(_TOO_LARGE, **tables), [batch.max_bytes])
     if found is not None:
         raise ProjectError(
             f"{spec.path}: the request of key {found[0]} is {found[2]} bytes, over the "
             f"{batch.max_bytes}-byte batch file limit ({found[1]} like it); shorten its prompt "
             "or images"
         )
-    stats = db.fetchone("SELECT max(line_bytes), max(tokens) FROM enrich_sends")
+    return _shards(db, spec, shared, batch, 0)
+
+
+def plan_resends(
+    db: Database,
+    spec: EnrichSpec,
+    shared: Frame,
+    batch: BatchSettings,
+    rules: Rules,
+    submission: str,
+) -> list[Shard]:
+    """Add to the model's ``sends`` what a collected submission left to send again (claimable
+    under `rules`), and shard just those."""
+    start = db.fetchone(sql.fill("SELECT count(*) FROM {sends}", sends=shared.sends))
+    statement = sql.fill(
+        _RESENDS,
+        rows=shared.rows,
+        sends=shared.sends,
+        row_part=sql.Raw(spec.endpoint.row_part),
+        row_key=_row_key(spec),
+    )
+    params = {"overhead": shared.overhead, "submission": submission, **rules.params()}
+    db.execute(statement, params)
+    return _shards(db, spec, shared, batch, int(start[0]) if start else 0)
+
+
+def _shards(
+    db: Database, spec: EnrichSpec, shared: Frame, batch: BatchSettings, first: int
+) -> list[Shard]:
+    """Shards of the model's ``sends`` from row `first` on."""
+    stats = db.fetchone(
+        sql.fill(
+            "SELECT max(line_bytes), max(tokens) FROM {sends} WHERE rowid >= ?", sends=shared.sends
+        ),
+        [first],
+    )
     if stats is None or stats[0] is None:
         return []
     by_bytes = max(batch.max_bytes - int(stats[0]), 1)
     by_tokens = max(batch.token_limit(spec.model) - int(stats[1]), 1)
-    rows = db.fetchall(_SHARDS, [batch.max_lines, by_bytes, by_tokens])
+    statement = sql.fill(_SHARDS, sends=shared.sends)
+    rows = db.fetchall(statement, [batch.max_lines, by_bytes, by_tokens, first])
     return [
         Shard(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]), str(r[6]))
         for r in rows
@@ -425,7 +498,7 @@ def write_shard(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     claimed = sql.Raw(_CLAIMED_BY if claimed_by else "")
-    statement = sql.fill(_LINES, claimed=claimed)
+    statement = sql.fill(_LINES, claimed=claimed, sends=shared.sends)
     only = [claimed_by] if claimed_by else []
     try:
         db.execute(
@@ -441,15 +514,23 @@ def write_shard(
 def shard_bodies(db: Database, shared: Frame, shard: Shard) -> list[tuple[str, dict[str, Any]]]:
     """(custom_id, body) of each request in a shard, for sending one by one (previews)."""
     rows = db.fetchall(
-        "SELECT request_hash, part FROM enrich_sends WHERE rowid BETWEEN ? AND ?",
+        sql.fill(
+            "SELECT request_hash, part FROM {sends} WHERE rowid BETWEEN ? AND ?", sends=shared.sends
+        ),
         [shard.first, shard.last],
     )
     return [(str(request_hash), shared.body(str(part))) for request_hash, part in rows]
 
 
-def counts(db: Database, run_id: str, source: str) -> Counts:
-    """Rows of ``enrich_rows`` by where their request stands with `source`; tokens of this run's
+def counts(db: Database, shared: Frame, run_id: str, source: str) -> Counts:
+    """The model's ``rows`` by where their request stands with `source`; tokens of this run's
     answers."""
-    row = db.fetchone(_COUNTS, {"run_id": run_id, "source": source})
+    row = db.fetchone(sql.fill(_COUNTS, rows=shared.rows), {"run_id": run_id, "source": source})
     values = [int(v or 0) for v in row] if row else [0] * 6
     return Counts(*values)
+
+
+def drop_work(db: Database, shared: Frame) -> None:
+    """Drop the model's working tables: its build is over."""
+    for table in (shared.rows, shared.sends):
+        db.execute(sql.fill("DROP TABLE IF EXISTS {table}", table=table))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..warehouse.db import Database
+from . import request_lines
 from .client import ApiConfig, BatchClient, BatchState
 from .costs import Price
 from .lifecycle import Rules
@@ -132,10 +133,17 @@ class Session:
             self.client = BatchClient(self.options.api or ApiConfig.from_env())
         return self.client
 
+    def counts(self) -> Counts:
+        """Where the model's rows stand now (see :func:`request_lines.counts`)."""
+        assert self.frame is not None
+        return request_lines.counts(self.db, self.frame, self.options.run_id, self.source)
+
     def close(self) -> None:
-        """Close the API client's connections."""
+        """Close the API client's connections and drop the working tables."""
         if self.client is not None:
             self.client.close()
+        if self.frame is not None:
+            request_lines.drop_work(self.db, self.frame)
 
     def step(self, name: str) -> None:
         """A named point of the pipeline has passed (crash tests stop here)."""

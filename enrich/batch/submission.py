@@ -38,7 +38,8 @@ def submit(session: Session, shard: Shard) -> None:
     partial = None if lines == shard.lines else record.submission_id
     request_lines.write_shard(session.db, session.frame, shard, path, partial)
     session.step("shard_written")
-    file_id = _upload(session, record)
+    with session.db.released():  # an upload can take minutes: readers may have the file
+        file_id = _upload(session, record)
     session.step("uploaded")
     lifecycle.uploaded(session.db, record.submission_id, file_id, session.api().base_url)
     session.step("upload_recorded")

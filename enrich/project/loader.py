@@ -37,6 +37,7 @@ SETTINGS_KEYS = frozenset(
         "max_cost_usd",
         "memory_limit",
         "interchangeable_apis",
+        "database_wait_seconds",
     }
 )
 BATCH_KEYS = frozenset(
@@ -106,6 +107,8 @@ def load_settings(root: Path) -> Settings:
         batch=_batch(_table(table, "batch", "[tool.enrich]")),
         max_cost_usd=_optional_number(table, "max_cost_usd", "[tool.enrich]"),
         interchangeable_apis=_api_groups(table.get("interchangeable_apis", [])),
+        database_wait_seconds=_optional_number(table, "database_wait_seconds", "[tool.enrich]")
+        or 60.0,
         memory_limit=_string(table, "memory_limit", "") or None
         if "memory_limit" in table
         else None,

@@ -55,6 +55,8 @@ class Settings:
     max_cost_usd: float | None = None
     interchangeable_apis: tuple[tuple[str, ...], ...] = ()  # answers of one group are one's
     memory_limit: str | None = None  # DuckDB's memory_limit for runs, e.g. "1GB"; spills beyond
+    # How long a run waits for another process (a reader) to let go of the database file.
+    database_wait_seconds: float = 60.0
 
     @property
     def database_path(self) -> str:

@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,9 +18,9 @@ from typing import Any
 
 from ..batch import ledger, pipeline
 from ..batch.options import EnrichOptions, utc_now
-from ..errors import EnrichError, ExecutionError, ProjectError
-from ..warehouse import sql
-from ..warehouse.db import MEMORY, Database, Table
+from ..errors import NO_ROOM_ERRNOS, EnrichError, ExecutionError, ProjectError, no_room
+from ..warehouse import run_lock, sql
+from ..warehouse.db import MEMORY, Database, Table, sweep_scratch
 from . import artifacts, dag, selector
 from .loader import load_project
 from .materializations import MATERIALIZATIONS, BuildContext, enrich_job, require_upstream
@@ -72,11 +72,13 @@ def run(
     def work(db: Database, report: OnResult) -> list[NodeResult]:
         loaded = _load_seeds(db, project, sorted(seeds), full_refresh, clock, report)
         failed = {r.name for r in loaded if r.status == "error"}
-        enrich = dataclasses.replace(options or EnrichOptions(), run_id=uuid.uuid4().hex)
+        enrich = dataclasses.replace(
+            options or EnrichOptions(), run_id=uuid.uuid4().hex, full_refresh=full_refresh
+        )
         builder = _ModelBuilder(db, project, full_refresh, clock, report, enrich)
         return loaded + builder.build(models, failed, threads)
 
-    return _execute(project, clock, on_result, work)
+    return _execute(project, clock, on_result, work, locked=not (options and options.dry_run))
 
 
 def _refuse_a_forgetful_database(project: Project, models: set[str]) -> None:
@@ -119,7 +121,7 @@ def show(project_dir: str | Path, name: str, limit: int = 5) -> Table:
     any other model's query, run against the database as it is now."""
     project = load_project(project_dir)
     model = project.model(name)
-    with _open(project) as db:
+    with _reading(project) as db:
         if model.enrich is not None:
             if db.relation_kind(name) is None:
                 raise ExecutionError(
@@ -149,7 +151,7 @@ def preview(
             f"{model.path}: {name} is a {model.config.materialized} model; preview takes an "
             "enrich model (enrich show MODEL prints any model's rows)"
         )
-    with _open(project) as db:
+    with _writing(project) as db:
         chosen = dataclasses.replace(options or EnrichOptions(), run_id=uuid.uuid4().hex)
         require_upstream(db, model)
         return pipeline.preview(enrich_job(model, project), db, chosen, limit, clock)
@@ -180,7 +182,9 @@ GROUP BY ALL ORDER BY model, requests DESC
 def status(project_dir: str | Path = ".") -> StatusReport:
     """Batches not yet collected (as last seen), and failed requests per model and reason."""
     project = load_project(project_dir)
-    with _open(project) as db:
+    with _reading(project) as db:
+        if db.relation_kind("batches", "_enrich") is None:
+            raise ExecutionError(f"{db.path} has no enrich run state yet: run enrich run first")
         return StatusReport(db.read_table(_OPEN_BATCHES, 1000), db.read_table(_FAILURES, 1000))
 
 
@@ -208,10 +212,12 @@ def _node(project: Project, name: str) -> Node:
 Work = Callable[[Database, OnResult], list[NodeResult]]
 
 
-def _execute(project: Project, clock: Clock, on_result: OnResult | None, work: Work) -> RunResult:
+def _execute(
+    project: Project, clock: Clock, on_result: OnResult | None, work: Work, locked: bool = True
+) -> RunResult:
     started = clock()
     artifacts.write_manifest(project, started)
-    with _open(project) as db:
+    with _writing(project, locked) as db:
         results = work(db, on_result or (lambda _: None))
     outcome = RunResult(tuple(results), started, clock())
     artifacts.write_run_results(project, outcome.results, outcome.started_at, outcome.finished_at)
@@ -219,10 +225,49 @@ def _execute(project: Project, clock: Clock, on_result: OnResult | None, work: W
 
 
 @contextmanager
-def _open(project: Project) -> Iterator[Database]:
-    db = Database.connect(project.settings.database_path, project.settings.memory_limit)
-    try:
+def _writing(project: Project, locked: bool = True) -> Iterator[Database]:
+    """The database for a command that writes, under the run lock unless not `locked` (a dry
+    run claims nothing), with a scratch file for its working tables."""
+    settings = project.settings
+    path = settings.database_path
+    with ExitStack() as stack:
+        if locked and path != MEMORY:
+            stack.enter_context(run_lock.holding(path))
+        scratch = settings.target_path / "enrich" / f"scratch-{uuid.uuid4().hex}.duckdb"
+        if locked:
+            sweep_scratch(scratch.parent)
+        db = Database.connect(
+            path,
+            settings.memory_limit,
+            scratch=scratch,
+            wait_seconds=settings.database_wait_seconds,
+        )
+        stack.callback(_remove_scratch, scratch)
+        stack.callback(db.close)
         ledger.migrate(db)
+        yield db
+
+
+def _remove_scratch(scratch: Path) -> None:
+    for path in (scratch, scratch.with_name(scratch.name + ".wal")):
+        path.unlink(missing_ok=True)
+
+
+@contextmanager
+def _reading(project: Project) -> Iterator[Database]:
+    """The database for a command that only reads: read-only, so it can open while a run waits."""
+    settings = project.settings
+    if settings.database_path == MEMORY:
+        with _writing(project, locked=False) as db:
+            yield db
+        return
+    if not Path(settings.database_path).exists():  # nothing built yet: an empty database says so
+        db = Database.connect(MEMORY)
+    else:
+        db = Database.connect(
+            settings.database_path, read_only=True, wait_seconds=settings.database_wait_seconds
+        )
+    try:
         yield db
     finally:
         db.close()
@@ -306,7 +351,8 @@ class _ModelBuilder:
                         running[pool.submit(self._build_one, name)] = name
                 if not running:
                     continue
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                with self.db.released():  # the builders hold the file only while they write
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     name = running.pop(future)
                     result = future.result()
@@ -323,11 +369,15 @@ class _ModelBuilder:
     def _build_one(self, name: str) -> NodeResult:
         model = self.project.models[name]
         started, tick = self.clock(), time.perf_counter()
-        db = self.db.cursor()
+        db = self.db.sibling()
         try:
             ctx = BuildContext(db, self.project, self.full_refresh, self.options, self.clock)
             outcome = MATERIALIZATIONS[model.config.materialized].build(model, ctx)
-        except EnrichError as err:
+        except (EnrichError, OSError) as err:
+            if isinstance(err, OSError):  # a write outside DuckDB: only a full disk is ours
+                if err.errno not in NO_ROOM_ERRNOS:
+                    raise
+                err = no_room(str(err.filename or model.path), err.strerror or str(err))
             said = str(err)
             where = said if said.startswith(model.path) else f"{model.path}: {said}"
             return self._result(model, "error", started, tick, where)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 import duckdb
 
-from ..errors import ExecutionError, ProjectError, SeedError
+from ..errors import ExecutionError, ProjectError, ResourceError, SeedError, no_room
 from . import sql
 
 MEMORY = ":memory:"
@@ -25,6 +26,9 @@ _RELATION_KIND = """
 SELECT lower(table_type) FROM information_schema.tables
 WHERE table_schema = coalesce(?, current_schema()) AND table_name = ?
 """
+
+# How DuckDB says a write found no room (a full disk, a quota, a file size limit).
+_NO_ROOM = ("No space left on device", "File too large", "Disk quota exceeded")
 
 _LAST_REJECTS = """
 SELECT line, error_type, error_message FROM reject_errors
@@ -71,62 +75,89 @@ class Table:
     text: str
 
 
+@dataclass(frozen=True)
+class Opening:
+    """How to open a database file, and again after :meth:`Database.released`.
+
+    Another process (a reader, a BI tool, the DuckDB CLI) may hold the file for a moment; opening
+    waits for it, doubling the pause from 50 ms, for up to `wait_seconds`. `scratch` is a file
+    attached as ``enrich_work`` on every connection: the working tables of a run, which must
+    outlive a connection closed while batches are out.
+    """
+
+    path: str
+    memory_limit: str | None = None
+    read_only: bool = False
+    scratch: Path | None = None
+    wait_seconds: float = 60.0
+    sleep: Callable[[float], None] = time.sleep
+
+
 class Database:
-    """One DuckDB database; :meth:`cursor` gives each worker thread its own connection."""
+    """One DuckDB database as one thread uses it; :meth:`sibling` gives another thread its own.
+
+    A file is held only while a connection is open: :meth:`released` closes this one for a wait
+    (the file is free once every sibling has let go too, so other processes can read it), and the
+    next statement opens it again.
+    """
 
     def __init__(
         self,
-        connection: duckdb.DuckDBPyConnection,
-        path: str,
+        opening: Opening,
         write_lock: threading.RLock | None = None,
+        connection: duckdb.DuckDBPyConnection | None = None,
     ) -> None:
+        self.opening = opening
+        self.path = opening.path
         self._con = connection
-        self.path = path
         self._lock = threading.Lock()
-        # Shared by every cursor of one database: the run-state writes that must not interleave
-        # (claiming requests, collecting a batch) take it, so threads never race on them.
+        self._depth = 0  # open transactions: a connection in one is never released
+        # Shared by every sibling: the run-state writes that must not interleave (claiming
+        # requests, collecting a batch) take it, so threads never race on them.
         self._write_lock = write_lock or threading.RLock()
 
     @classmethod
-    def connect(cls, path: str | Path, memory_limit: str | None = None) -> Database:
+    def connect(cls, path: str | Path, memory_limit: str | None = None, **opening: Any) -> Database:
         """Open (creating if needed) the database file at `path`, or an in-memory one.
 
         With `memory_limit` (``"512MB"``) DuckDB spills to disk beyond it, so memory stays flat
-        however many rows a model has.
+        however many rows a model has. Other keywords are :class:`Opening`'s.
         """
         target = str(path)
-        if target != MEMORY:
+        if target != MEMORY and not opening.get("read_only"):
             Path(target).parent.mkdir(parents=True, exist_ok=True)
-        config: dict[str, str | bool | int | float | list[str]] = {}
-        if memory_limit:
-            config["memory_limit"] = memory_limit
-            # Lets large statements stream and spill instead of buffering rows in order.
-            config["preserve_insertion_order"] = False
-        try:
-            return cls(duckdb.connect(target, config=config), target)
-        except duckdb.IOException as err:
-            if "Could not set lock" not in str(err):
-                raise ExecutionError(f"cannot open the DuckDB database {target}: {err}") from err
-            holder = str(err).split("Conflicting lock is held in", 1)[-1].split(". See", 1)[0]
-            raise ExecutionError(
-                f"{target} is in use by another process ({holder.strip()}), probably another "
-                "enrich run: wait for it to finish and run again; batches it submitted are "
-                "collected by the next run, never sent twice"
-            ) from err
-        except duckdb.Error as err:
-            raise ExecutionError(
-                f"cannot open the DuckDB database {target}: {err}; "
-                "is another process holding it open for writing?"
-            ) from err
+        db = cls(Opening(target, memory_limit, **opening))
+        db._connection()
+        return db
 
-    def cursor(self) -> Database:
-        """A connection to the same database for use in another thread."""
-        with self._lock:
-            return Database(self._con.cursor(), self.path, self._write_lock)
+    def sibling(self) -> Database:
+        """Another connection to the same database, for another thread."""
+        if self.path == MEMORY:  # an in-memory database lives only in its first connection
+            with self._lock:
+                return Database(self.opening, self._write_lock, self._connection().cursor())
+        return Database(self.opening, self._write_lock)
 
     def close(self) -> None:
         """Close this connection."""
-        self._con.close()
+        con, self._con = self._con, None
+        if con is not None:
+            try:
+                con.close()  # the last connection to a file checkpoints it: a write
+            except duckdb.Error as err:
+                raise self._error(err) from err
+
+    @contextmanager
+    def released(self) -> Iterator[None]:
+        """Let go of the file for a while (an in-memory database, or one mid-transaction, is
+        kept)."""
+        if self.path != MEMORY and self._depth == 0:
+            self.close()
+        yield
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            self._con = _open(self.opening)
+        return self._con
 
     def execute(self, statement: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> None:
         """Run one statement."""
@@ -149,20 +180,37 @@ class Database:
         self, statement: str, params: Sequence[Any] | Mapping[str, Any]
     ) -> duckdb.DuckDBPyConnection:
         try:
-            return self._con.execute(statement, params)
+            return self._connection().execute(statement, params)
         except duckdb.Error as err:
-            raise ExecutionError(str(err).strip()) from err
+            raise self._error(err) from err
+
+    def _error(self, err: duckdb.Error) -> ExecutionError:
+        said = str(err).strip()
+        if isinstance(err, duckdb.OutOfMemoryException):
+            limit = self.opening.memory_limit or "DuckDB's default, 80% of RAM"
+            return ResourceError(
+                f"DuckDB ran out of memory ({said.splitlines()[0]}); memory_limit is {limit}: "
+                "raise [tool.enrich] memory_limit, or select fewer rows, then run again"
+            )
+        if any(sign in said for sign in _NO_ROOM):
+            quoted = said.split('"')  # DuckDB: … Could not write file "PATH": REASON
+            reason = said.splitlines()[0].rsplit(": ", 1)[-1]
+            return no_room(quoted[1] if len(quoted) > 2 else self.path, reason)
+        return ExecutionError(said)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Everything inside commits together or not at all."""
-        self._con.execute("BEGIN TRANSACTION")
+        self.execute("BEGIN TRANSACTION")
+        self._depth += 1
         try:
             yield
         except BaseException:
-            self._con.execute("ROLLBACK")
+            self.execute("ROLLBACK")
             raise
-        self._con.execute("COMMIT")
+        finally:
+            self._depth -= 1
+        self.execute("COMMIT")
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -220,12 +268,63 @@ class Database:
     def read_table(self, query_sql: str, limit: int, params: Sequence[Any] = ()) -> Table:
         """At most `limit` rows of a query, for display."""
         try:
-            relation = self._con.sql(sql.limited(query_sql), params=[*params, limit])
+            relation = self._connection().sql(sql.limited(query_sql), params=[*params, limit])
             rows = relation.fetchall()
         except duckdb.Error as err:
-            raise ExecutionError(str(err).strip()) from err
+            raise self._error(err) from err
         # DuckDB renders tables only by printing (str() caps at 20 rows), so capture its output.
         buffer = io.StringIO()
         with redirect_stdout(buffer):
             relation.show(max_rows=max(limit, 1), max_width=200)
         return Table(relation.columns, [str(t) for t in relation.types], rows, buffer.getvalue())
+
+
+def _open(opening: Opening) -> duckdb.DuckDBPyConnection:
+    """Connect, waiting while another process holds the file; attach the scratch database."""
+    config: dict[str, str | bool | int | float | list[str]] = {}
+    if opening.memory_limit:
+        config["memory_limit"] = opening.memory_limit
+        # Lets large statements stream and spill instead of buffering rows in order.
+        config["preserve_insertion_order"] = False
+    pause, waited = 0.05, 0.0
+    while True:
+        try:
+            con = duckdb.connect(opening.path, read_only=opening.read_only, config=config)
+            break
+        except duckdb.IOException as err:
+            if "Could not set lock" not in str(err) or waited >= opening.wait_seconds:
+                raise _open_error(opening, err) from err
+        except duckdb.Error as err:
+            raise _open_error(opening, err) from err
+        opening.sleep(pause)
+        waited, pause = waited + pause, min(pause * 2, 1.0)
+    if opening.scratch is not None:
+        scratch = ":memory:" if opening.path == MEMORY else str(opening.scratch)
+        opening.scratch.parent.mkdir(parents=True, exist_ok=True)
+        con.execute(sql.fill("ATTACH IF NOT EXISTS ? AS {alias}", alias=sql.SCRATCH), [scratch])
+    return con
+
+
+def _open_error(opening: Opening, err: duckdb.Error) -> ExecutionError:
+    target, said = opening.path, str(err).strip()
+    if "Could not set lock" in said:
+        holder = said.split("Conflicting lock is held in", 1)[-1].split(". See", 1)[0].strip()
+        return ExecutionError(
+            f"{target} is held open by another process ({holder}) and stayed so for "
+            f"{opening.wait_seconds:.0f} s: close it there (readers should connect with "
+            "read_only=True and let go between queries), then run again"
+        )
+    if opening.read_only and not Path(target).exists():
+        return ExecutionError(f"{target} does not exist yet: build the project with enrich run")
+    return ExecutionError(f"cannot open the DuckDB database {target}: {said}")
+
+
+def sweep_scratch(folder: Path) -> None:
+    """Delete scratch files left by runs that were killed: those no process holds open."""
+    for path in folder.glob("scratch-*.duckdb"):
+        try:
+            duckdb.connect(str(path)).close()
+        except duckdb.Error:
+            continue  # held by a run in progress (or not a database: leave it be)
+        for leftover in (path, path.with_name(path.name + ".wal")):
+            leftover.unlink(missing_ok=True)

@@ -17,6 +17,8 @@ from ..errors import ProjectError, SqlError
 from ..suggest import did_you_mean
 
 DUCKDB = "duckdb"
+# The run's scratch database, attached on every connection (see warehouse.db.Opening).
+SCRATCH = "enrich_work"
 
 
 def check_dialect(dialect: str, path: str) -> str:
@@ -56,6 +58,15 @@ def quote_table(name: str, schema: str | None = None, dialect: str = DUCKDB) -> 
     '"raw"."t"'
     """
     return exp.table_(name, db=schema, quoted=True).sql(dialect)
+
+
+def work_table(node: str, kind: str) -> Raw:
+    """One of a build's working tables (``rows``, ``sends``) in the scratch database.
+
+    >>> work_table("movies", "rows").text
+    '"enrich_work"."main"."movies:rows"'
+    """
+    return Raw(exp.table_(f"{node}:{kind}", db="main", catalog=SCRATCH, quoted=True).sql(DUCKDB))
 
 
 def parse_model(sql: str, *, dialect: str, path: str) -> exp.Query:

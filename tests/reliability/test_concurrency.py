@@ -1,4 +1,5 @@
-"""Two runs on one project: the second stops with a clear message; nothing is sent twice."""
+"""Two runs on one project: the second stops with a clear message; nothing is sent twice. A
+process that holds the database file for good is waited for, then named."""
 
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ def _enrich_run(stack: Stack) -> subprocess.Popen[str]:
 def test_a_run_while_another_holds_the_database_stops_and_says_why(tmp_path: Path) -> None:
     for stack in _stack(tmp_path, rows=6, max_lines=50):
         assert stack.run() == 0
+        settings = stack.project / "pyproject.toml"
+        text = settings.read_text().replace(
+            "[tool.enrich]\n", "[tool.enrich]\ndatabase_wait_seconds = 1\n"
+        )
+        settings.write_text(text)
         database = stack.project / "warehouse.duckdb"
         holder = subprocess.Popen(
             [
@@ -41,7 +47,7 @@ def test_a_run_while_another_holds_the_database_stops_and_says_why(tmp_path: Pat
         finally:
             holder.communicate(input="", timeout=10)
         assert second.returncode == 1
-        assert "is in use by another process" in err and "probably another enrich run" in err
+        assert "is held open by another process" in err and f"PID {holder.pid}" in err
         assert KEY not in out + err
 
 
@@ -53,7 +59,7 @@ def test_two_runs_at_once_never_send_a_request_twice(tmp_path: Path) -> None:
         assert codes in ([0, 0], [0, 1])
         if codes == [0, 1]:
             said = " | ".join(err for _, err in results)
-            assert "is in use by another process" in said, said
+            assert "is in use by another enrich run" in said, said
         assert stack.run() == 0
         executed = stack.executed()
         assert len(executed) == 40 and max(executed.values()) == 1

@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,11 +97,10 @@ def _write_notes(root: Path, ids: range) -> None:
     (root / "seeds" / "notes.csv").write_text("id,body\n" + body)
 
 
-def _stack(
-    tmp_path: Path, rows: int, max_lines: int, faults: tuple[str, ...] = ()
-) -> Iterator[Stack]:
-    port, data = _free_port(), tmp_path / "server"
-    fault_args = ["--fault", *faults] if faults else []
+@contextmanager
+def serve_local(data: Path, *args: str) -> Iterator[str]:
+    """``enrich serve-local`` in its own process until the block ends; yields its base URL."""
+    port = _free_port()
     server = subprocess.Popen(
         [
             sys.executable,
@@ -113,9 +113,7 @@ def _stack(
             str(data),
             "--api-key",
             KEY,
-            "--time-scale",
-            "2000",
-            *fault_args,
+            *args,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -129,17 +127,26 @@ def _stack(
             except httpx.TransportError:
                 assert time.monotonic() < deadline and server.poll() is None
                 time.sleep(0.05)
-        project = tmp_path / "project"
-        _project(project, rows, max_lines)
-        env = {
-            **os.environ,
-            "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1",
-            "OPENAI_API_KEY": KEY,
-        }
-        yield Stack(project, data, env)
+        yield f"http://127.0.0.1:{port}/v1"
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=10)
+
+
+def api_env(base_url: str) -> dict[str, str]:
+    """The environment of an enrich process that reaches the API at `base_url`."""
+    return {**os.environ, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": KEY}
+
+
+def _stack(
+    tmp_path: Path, rows: int, max_lines: int, faults: tuple[str, ...] = ()
+) -> Iterator[Stack]:
+    data = tmp_path / "server"
+    fault_args = ["--fault", *faults] if faults else []
+    with serve_local(data, "--time-scale", "2000", *fault_args) as base_url:
+        project = tmp_path / "project"
+        _project(project, rows, max_lines)
+        yield Stack(project, data, api_env(base_url))
 
 
 def _assert_whole(stack: Stack, rows: int, requests: int) -> None:

@@ -247,14 +247,14 @@ def _rewrite_to_legacy_hashes(env: Env) -> None:
     """The ledger as an earlier enrich left it: hashes over the schema named after the model."""
     model = load_project(env.root).model("note_labels")
     assert model.enrich is not None
-    db = Database.connect(env.root / "warehouse.duckdb")
+    db = Database.connect(env.root / "warehouse.duckdb", scratch=env.root / "scratch.duckdb")
     try:
-        request_lines.plan_rows(db, model.sql, model.enrich)
+        shared = request_lines.plan_rows(db, model.sql, model.enrich)
         legacy = request_lines.frame(model.enrich, False, "note_labels").digest
         db.execute(
             "UPDATE _enrich.requests AS q SET request_hash = "
             + request_lines.HASHED.replace("{digest}", "?")
-            + " FROM enrich_rows AS r WHERE q.request_hash = r.request_hash",
+            + f" FROM {shared.rows.text} AS r WHERE q.request_hash = r.request_hash",
             [legacy],
         )
         db.execute("INSERT INTO _enrich.legacy_hashes VALUES ('note_labels')")
