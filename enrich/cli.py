@@ -18,7 +18,7 @@ from pathlib import Path
 from . import server as local_server
 from .batch.client import OFFLINE_SOURCE, ApiConfig
 from .batch.options import EnrichOptions
-from .errors import EnrichError
+from .errors import NO_ROOM_ERRNOS, EnrichError, no_room
 from .progress import ProgressDisplay
 from .project import runner, starter
 from .project.loader import require_project
@@ -36,6 +36,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except EnrichError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        if err.errno not in NO_ROOM_ERRNOS:
+            raise
+        said = no_room(str(err.filename or args.project_dir), err.strerror or str(err))
+        print(f"error: {said}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -134,14 +140,15 @@ def _configure_show(sub: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     if args.resend and not _confirm_resend(args):
         return 1
-    with _enrich_options(args) as options:
+    display = ProgressDisplay(sys.stderr, sys.stderr.isatty())
+    with _enrich_options(args, display) as options:
         result = runner.run(
             args.project_dir,
             select=args.select,
             exclude=args.exclude,
             full_refresh=args.full_refresh,
             threads=args.threads,
-            on_result=_print_node,
+            on_result=lambda node: _print_node(node, display),
             options=options,
         )
     return _summarize(result)
@@ -200,9 +207,11 @@ def _crash_point(spec: str | None) -> Callable[[str], None] | None:
 
 
 @contextmanager
-def _enrich_options(args: argparse.Namespace) -> Iterator[EnrichOptions]:
+def _enrich_options(
+    args: argparse.Namespace, display: ProgressDisplay | None = None
+) -> Iterator[EnrichOptions]:
     """The API (the in-process local server with --offline) and how to show progress."""
-    display = ProgressDisplay(sys.stderr, sys.stderr.isatty())
+    display = display or ProgressDisplay(sys.stderr, sys.stderr.isatty())
     options = EnrichOptions(
         wait=not getattr(args, "no_wait", False),
         dry_run=getattr(args, "dry_run", False),
@@ -323,7 +332,7 @@ def _serve_local(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_node(result: NodeResult) -> None:
+def _print_node(result: NodeResult, display: ProgressDisplay | None = None) -> None:
     label = {
         "success": "OK",
         "warn": "WARN",
@@ -332,7 +341,11 @@ def _print_node(result: NodeResult) -> None:
         "skipped": "SKIP",
     }[result.status]
     line = f"{result.kind:<5} {result.name:<32} {label:<9} {result.message} [{result.seconds:.2f}s]"
-    print(line, file=sys.stderr if result.status == "error" else sys.stdout, flush=True)
+    stream = sys.stderr if result.status == "error" else sys.stdout
+    if display is None:
+        print(line, file=stream, flush=True)
+    else:
+        display.echo(line, stream)  # above the live progress area while it is up
 
 
 def _summarize(result: RunResult) -> int:
