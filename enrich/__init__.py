@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .batch.client import ApiConfig
 from .batch.options import EnrichEvent, EnrichOptions
+from .batch.session import Done
 from .errors import (
     ApiError,
     CostLimitError,
@@ -11,10 +12,12 @@ from .errors import (
     EnrichError,
     ExecutionError,
     ProjectError,
+    ResourceError,
     SeedError,
     SelectionError,
     SqlError,
 )
+from .project.enrich_query import enrich_query
 from .project.loader import load_project
 from .project.nodes import Model, Project, Seed, Settings
 from .project.run_results import NodeResult, RunResult
@@ -38,6 +41,7 @@ __all__ = [
     "ApiError",
     "CostLimitError",
     "DependencyError",
+    "Done",
     "EnrichError",
     "EnrichEvent",
     "EnrichOptions",
@@ -47,6 +51,7 @@ __all__ = [
     "NodeResult",
     "Project",
     "ProjectError",
+    "ResourceError",
     "RunResult",
     "Seed",
     "SeedError",
@@ -56,6 +61,7 @@ __all__ = [
     "StatusReport",
     "Table",
     "compile_model",
+    "enrich_query",
     "list_nodes",
     "load_project",
     "preview",

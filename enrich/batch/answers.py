@@ -167,24 +167,27 @@ def _checks(spec: EnrichSpec) -> tuple[sql.Raw, sql.Raw, list[Any]]:
     return sql.Raw("NULL"), sql.Raw("true"), []
 
 
-def build_target(db: Database, spec: EnrichSpec, existed: bool, source: str) -> int:
-    """Replace the model's table: one row per source row with an answer from `source` (the API
-    this run asks), typed, with provenance."""
-    keep, rows = "", sql.work_table(spec.name, "rows")
+def build_target(
+    db: Database, spec: EnrichSpec, existed: bool, source: str, target: Sequence[str]
+) -> int:
+    """Replace the model's table (`target`'s parts): one row per source row with an answer from
+    `source` (the API this run asks), typed, with provenance."""
+    keep, rows, table = "", sql.work_table(spec.name, "rows"), sql.relation(target)
     if spec.keep_removed and existed:
-        db.execute(sql.fill("CREATE OR REPLACE TEMP TABLE enrich_old AS FROM {t}", t=spec.name))
+        db.execute(sql.fill("CREATE OR REPLACE TEMP TABLE enrich_old AS FROM {t}", t=table))
         keep = sql.fill(_KEEP_REMOVED, old="enrich_old", keys=spec.unique_key, rows=rows)
     outputs, params = _outputs(spec)
     statement = sql.fill(
         _TARGET,
-        target=spec.name,
+        target=table,
         rows=rows,
         keys=sql.columns(spec.unique_key, "r"),
         outputs=outputs,
         keep=sql.Raw(keep),
     )
     db.execute(statement, [*params, source])
-    return db.count(spec.name)
+    row = db.fetchone(sql.fill("SELECT count(*) FROM {t}", t=table))
+    return int(row[0]) if row else 0
 
 
 def fingerprint(db: Database, spec: EnrichSpec, digest: str, source: str) -> str:

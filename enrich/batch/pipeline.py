@@ -101,17 +101,18 @@ def _send(session: Session) -> None:
 
 
 def _build_target(session: Session) -> None:
-    db, name = session.db, session.job.name
+    db, name, target = session.db, session.job.name, session.job.relation
     assert session.frame is not None
-    existed = db.relation_kind(name)
+    existed = db.relation_kind(*reversed(target))
     made_of = answers.fingerprint(db, session.spec, session.frame.digest, session.source)
+    made_of += ":" + ".".join(target)
     unchanged = ledger.target_fingerprint(db, name) == made_of
     if existed == "base table" and unchanged and not session.options.full_refresh:
         return  # nothing it is made of changed: a no-change refresh writes nothing
     with db.transaction():
         if existed == "view":
-            db.execute(sql.drop("view", name))
-        answers.build_target(db, session.spec, existed == "base table", session.source)
+            db.execute(sql.fill("DROP VIEW {v}", v=sql.relation(target)))
+        answers.build_target(db, session.spec, existed == "base table", session.source, target)
         ledger.record_target(db, name, made_of, session.clock())
     session.step("target_built")
 

@@ -32,6 +32,13 @@ class Job:
     folder: Path  # where its request and answer files are kept while batches are out
     # Groups of APIs whose answers the project takes as the same (their first names the group).
     interchangeable: tuple[tuple[str, ...], ...] = ()
+    # The table to build, as [[catalog.]schema.]name parts; empty: the model's name.
+    target: tuple[str, ...] = ()
+
+    @property
+    def relation(self) -> tuple[str, ...]:
+        """The parts of the table this job builds."""
+        return self.target or (self.name,)
 
     def source(self, api: ApiConfig) -> str:
         """Which API answers reached through `api` count as coming from."""

@@ -24,7 +24,8 @@ MEMORY = ":memory:"
 
 _RELATION_KIND = """
 SELECT lower(table_type) FROM information_schema.tables
-WHERE table_schema = coalesce(?, current_schema()) AND table_name = ?
+WHERE table_catalog = coalesce(?, current_database())
+  AND table_schema = coalesce(?, current_schema()) AND table_name = ?
 """
 
 # How DuckDB says a write found no room (a full disk, a quota, a file size limit).
@@ -110,6 +111,7 @@ class Database:
         self.opening = opening
         self.path = opening.path
         self._con = connection
+        self._owned = True  # False for a caller's connection: never closed or let go of here
         self._lock = threading.Lock()
         self._depth = 0  # open transactions: a connection in one is never released
         # Shared by every sibling: the run-state writes that must not interleave (claiming
@@ -130,15 +132,29 @@ class Database:
         db._connection()
         return db
 
+    @classmethod
+    def adopt(cls, connection: duckdb.DuckDBPyConnection) -> Database:
+        """A connection the caller opened and will close (dbt's, a notebook's): enrich never
+        closes it or lets go of it, and plans in an in-memory scratch database attached to it."""
+        row = connection.execute("SELECT current_database()").fetchone()
+        db = cls(Opening(MEMORY, scratch=Path(MEMORY)), connection=connection)
+        db.path = str(row[0]) if row else MEMORY
+        db._owned = False
+        attach = sql.fill("ATTACH IF NOT EXISTS ':memory:' AS {alias}", alias=sql.SCRATCH)
+        db.execute(attach)
+        return db
+
     def sibling(self) -> Database:
         """Another connection to the same database, for another thread."""
-        if self.path == MEMORY:  # an in-memory database lives only in its first connection
+        if self.opening.path == MEMORY:  # in memory, a database lives only in its connections
             with self._lock:
                 return Database(self.opening, self._write_lock, self._connection().cursor())
         return Database(self.opening, self._write_lock)
 
     def close(self) -> None:
-        """Close this connection."""
+        """Close this connection (not a caller's)."""
+        if not self._owned:
+            return
         con, self._con = self._con, None
         if con is not None:
             try:
@@ -150,7 +166,7 @@ class Database:
     def released(self) -> Iterator[None]:
         """Let go of the file for a while (an in-memory database, or one mid-transaction, is
         kept)."""
-        if self.path != MEMORY and self._depth == 0:
+        if self.opening.path != MEMORY and self._depth == 0:
             self.close()
         yield
 
@@ -218,9 +234,11 @@ class Database:
         with self._write_lock, self.transaction():
             yield
 
-    def relation_kind(self, name: str, schema: str | None = None) -> str | None:
+    def relation_kind(
+        self, name: str, schema: str | None = None, catalog: str | None = None
+    ) -> str | None:
         """``'view'``, ``'base table'`` or None when `name` does not exist."""
-        row = self.fetchone(_RELATION_KIND, [schema, name])
+        row = self.fetchone(_RELATION_KIND, [catalog, schema, name])
         return None if row is None else str(row[0])
 
     def replace_relation(self, name: str, query_sql: str, kind: str) -> int | None:

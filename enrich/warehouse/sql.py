@@ -60,6 +60,29 @@ def quote_table(name: str, schema: str | None = None, dialect: str = DUCKDB) -> 
     return exp.table_(name, db=schema, quoted=True).sql(dialect)
 
 
+def relation(parts: Sequence[str]) -> Raw:
+    """A quoted relation from its parts: ``name``, ``schema.name`` or ``catalog.schema.name``.
+
+    >>> relation(["main", "labels"]).text
+    '"main"."labels"'
+    """
+    return Raw(".".join(quote(part) for part in parts))
+
+
+def relation_parts(text: str) -> tuple[str, ...]:
+    """The parts of a relation as SQL writes it (``"my db".main.t`` → ``('my db', 'main', 't')``);
+    raises ProjectError when it is not one.
+
+    >>> relation_parts('"my db".main.t')
+    ('my db', 'main', 't')
+    """
+    try:
+        table = exp.to_table(text, dialect=DUCKDB)
+    except (ParseError, TokenError) as err:
+        raise ProjectError(f"{text!r} is not a relation name ({err}); write schema.table") from err
+    return tuple(part.name for part in table.parts)
+
+
 def work_table(node: str, kind: str) -> Raw:
     """One of a build's working tables (``rows``, ``sends``) in the scratch database.
 
