@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import server as local_server
 from .batch.client import OFFLINE_SOURCE, ApiConfig
 from .batch.options import EnrichOptions
 from .errors import NO_ROOM_ERRNOS, EnrichError, no_room
@@ -225,6 +224,8 @@ def _enrich_options(
             yield options
             return
         require_project(Path(args.project_dir))  # before the server writes its folder there
+        from . import server as local_server  # only here: a run with a key never needs it
+
         with local_server.offline(args.project_dir) as running:
             api = ApiConfig(
                 running.base_url, running.api_key, max_retries=0, answers_from=OFFLINE_SOURCE
@@ -310,6 +311,8 @@ def _configure_serve(sub: argparse.ArgumentParser) -> None:
 
 
 def _serve_local(args: argparse.Namespace) -> int:
+    from . import server as local_server
+
     config = local_server.config_from_args(
         project_dir=args.project_dir,
         data_dir=args.data_dir,

@@ -106,12 +106,13 @@ def make_client(
 class BatchClient:
     """Upload, create, follow and download batches; answer single requests for previews."""
 
-    def __init__(self, config: ApiConfig) -> None:
+    def __init__(
+        self,
+        config: ApiConfig,
+        offline_hint: str = "run with --offline to use the local Batch API server",
+    ) -> None:
         if not config.api_key:
-            raise ApiError(
-                "OPENAI_API_KEY is not set; export it, or run with --offline to use the local "
-                "Batch API server"
-            )
+            raise ApiError(f"OPENAI_API_KEY is not set; export it, or {offline_hint}")
         self._sdk = make_client(
             config.base_url, config.api_key, config.max_retries, config.timeout, config.strict
         )

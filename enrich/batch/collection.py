@@ -78,7 +78,7 @@ def collect(session: Session, record: Submission, state: BatchState) -> None:
     # Named for this collector alone: another thread may be collecting the same batch (the
     # ledger lets only one of them merge it).
     mine = uuid.uuid4().hex[:8]
-    with session.db.released():  # a download can take minutes: readers may have the file
+    with session.transferring(record.lines):  # a large download takes minutes
         files = [
             client.download(file_id, folder / f"{state.id}-{kind}-{mine}.jsonl")
             for kind, file_id in (

@@ -53,7 +53,7 @@ def follow(session: Session) -> None:
                 session.say(f"{len(waiting)} batch(es) in flight; run again to collect them")
             return
         _check_token_wait(session)
-        with session.db.released():  # batches take hours: readers get the file meanwhile
+        with session.waiting(delay):  # batches take hours: readers get the file meanwhile
             session.options.sleep(delay)
         delay = low if changed else min(delay * 2, high)
 

@@ -167,18 +167,37 @@ MIGRATIONS: tuple[Migration, ...] = (
 
 
 def migrate(db: Database) -> list[str]:
-    """Apply the migrations this database has not had yet; return their names."""
-    _create_schema(db)
-    applied = {row[0] for row in db.fetchall("SELECT name FROM _enrich.migrations")}
+    """Apply the migrations this database has not had yet; return their names.
+
+    Several connections of one process may migrate a new database at once (dbt's threads): each
+    step is applied under the database's write lock, and skipped when another applied it first.
+    """
+    if _applied(db) >= {name for name, _ in MIGRATIONS}:
+        return []
+    with db.exclusive():
+        _create_schema(db)
     done: list[str] = []
     for name, step in MIGRATIONS:
-        if name in applied:
-            continue
-        with db.transaction():
+        with db.exclusive():
+            if name in _applied(db):
+                continue
             step(db)
             db.execute("INSERT INTO _enrich.migrations VALUES (?, ?)", [name, datetime.now()])
         done.append(name)
     return done
+
+
+def _applied(db: Database) -> set[str]:
+    """The migrations this database has had (none when it has no ``_enrich`` schema yet)."""
+    if db.fetchone(_HAS_MIGRATIONS) is None:
+        return set()
+    return {str(row[0]) for row in db.fetchall("SELECT name FROM _enrich.migrations")}
+
+
+_HAS_MIGRATIONS = """
+SELECT 1 FROM information_schema.tables
+WHERE table_catalog = current_database() AND table_schema = '_enrich' AND table_name = 'migrations'
+"""
 
 
 def seed_hash(db: Database, name: str) -> str | None:

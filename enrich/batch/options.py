@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from .client import ApiConfig
@@ -29,6 +29,20 @@ class EnrichEvent:
 
 
 @dataclass(frozen=True)
+class Wording:
+    """How messages name what a person can change: the CLI's words unless a host (dbt) that
+    runs enrich has its own. ``add_price`` is a template over ``{model}``."""
+
+    offline: str = "run with --offline to use the local Batch API server"
+    max_cost: str = "--max-cost (or max_cost_usd)"
+    add_price: str = (
+        '[tool.enrich.prices."{model}"] input = ..., output = ... (USD per million tokens at '
+        "batch prices) to pyproject.toml"
+    )
+    failures: str = "see enrich status"
+
+
+@dataclass(frozen=True)
 class EnrichOptions:
     """How enrich models talk to the API in this run; clocks and sleeps are injectable."""
 
@@ -45,3 +59,4 @@ class EnrichOptions:
     # the process at exact points through it.
     on_step: Callable[[str], None] | None = None
     run_id: str = ""
+    wording: Wording = field(default_factory=Wording)

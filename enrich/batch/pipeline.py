@@ -79,18 +79,17 @@ def _check_cost(session: Session) -> None:
     plan, limit = session.plan, session.options.max_cost_usd or session.job.max_cost_usd
     if limit is None or plan is None or plan.requests == 0:
         return
+    words = session.options.wording
     if plan.cost_usd is None:
         model = session.spec.model
         raise CostLimitError(
             f"no price for model {model!r}, so the cost limit ${limit} cannot be checked; add "
-            f'[tool.enrich.prices."{model}"] input = ..., output = ... (USD per million tokens '
-            "at batch prices) to pyproject.toml"
+            + words.add_price.format(model=model)
         )
     if plan.cost_usd > limit:
         raise CostLimitError(
             f"the estimated cost ${plan.cost_usd:.4f} of {plan.requests} requests is over the "
-            f"limit of ${limit}; nothing was sent. Raise --max-cost (or max_cost_usd) or select "
-            "fewer rows"
+            f"limit of ${limit}; nothing was sent. Raise {words.max_cost} or select fewer rows"
         )
 
 
@@ -164,7 +163,8 @@ def _judge(session: Session, failed: int, rows: int) -> tuple[Verdict, str]:
     for status, key in _JUDGED:
         threshold = getattr(session.spec, key)
         if threshold.reached(failed, rows):
-            return status, f"; {failed} failed rows reach {key} = {threshold} (see enrich status)"
+            said = f"; {failed} failed rows reach {key} = {threshold}"
+            return status, f"{said} ({session.options.wording.failures})"
     return "success", ""
 
 

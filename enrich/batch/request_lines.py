@@ -185,6 +185,13 @@ FROM (
 """
 
 
+# When a model's requests do not all fit its enqueued-token budget at once, the budget is filled
+# by this many shards, not one: when a batch ends, the next goes out at once into the room it left,
+# so the budget stays nearly full while work remains (one shard the size of the budget would leave
+# it empty from each batch's end to the next's).
+SHARDS_PER_BUDGET = 10
+
+
 @dataclass(frozen=True)
 class BatchSettings:
     """How requests are split into batches and followed (``[tool.enrich.batch]``)."""
@@ -474,14 +481,19 @@ def _shards(
     """Shards of the model's ``sends`` from row `first` on."""
     stats = db.fetchone(
         sql.fill(
-            "SELECT max(line_bytes), max(tokens) FROM {sends} WHERE rowid >= ?", sends=shared.sends
+            "SELECT max(line_bytes), max(tokens), sum(tokens) FROM {sends} WHERE rowid >= ?",
+            sends=shared.sends,
         ),
         [first],
     )
     if stats is None or stats[0] is None:
         return []
     by_bytes = max(batch.max_bytes - int(stats[0]), 1)
-    by_tokens = max(batch.token_limit(spec.model) - int(stats[1]), 1)
+    limit = batch.token_limit(spec.model)
+    # A shard holds at most a bucket and a line: so that a whole shard fits the budget, or a
+    # tenth of it when it cannot all be in flight at once.
+    share = limit if int(stats[2]) <= limit else limit // SHARDS_PER_BUDGET
+    by_tokens = max(share - int(stats[1]), 1)
     statement = sql.fill(_SHARDS, sends=shared.sends)
     rows = db.fetchall(statement, [batch.max_lines, by_bytes, by_tokens, first])
     return [

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,11 @@ from .lifecycle import Rules
 from .options import EnrichEvent, EnrichOptions
 from .request_lines import BatchSettings, Counts, Frame, Shard
 from .spec import EnrichSpec
+
+# Waits short enough to keep the database file open through: closing and opening it again costs
+# more than the wait, and a reader waiting on us (they retry) waits no longer than this.
+LONG_WAIT_SECONDS = 2.0
+LARGE_TRANSFER_LINES = 10_000  # an upload or download of this many lines takes a while
 
 
 @dataclass(frozen=True)
@@ -137,8 +143,17 @@ class Session:
     def api(self) -> BatchClient:
         """The API client, made on first use (a dry run never needs a key)."""
         if self.client is None:
-            self.client = BatchClient(self.options.api or ApiConfig.from_env())
+            api = self.options.api or ApiConfig.from_env()
+            self.client = BatchClient(api, self.options.wording.offline)
         return self.client
+
+    def waiting(self, seconds: float) -> AbstractContextManager[None]:
+        """Around a wait: a long one lets go of the database file, so other processes can read."""
+        return self.db.released() if seconds >= LONG_WAIT_SECONDS else nullcontext()
+
+    def transferring(self, lines: int) -> AbstractContextManager[None]:
+        """Around an upload or a download: a large one lets go of the database file."""
+        return self.db.released() if lines >= LARGE_TRANSFER_LINES else nullcontext()
 
     def counts(self) -> Counts:
         """Where the model's rows stand now (see :func:`request_lines.counts`)."""

@@ -38,7 +38,7 @@ def submit(session: Session, shard: Shard) -> None:
     partial = None if lines == shard.lines else record.submission_id
     request_lines.write_shard(session.db, session.frame, shard, path, partial)
     session.step("shard_written")
-    with session.db.released():  # an upload can take minutes: readers may have the file
+    with session.transferring(lines):  # a large upload takes minutes: readers may have the file
         file_id = _upload(session, record)
     session.step("uploaded")
     lifecycle.uploaded(session.db, record.submission_id, file_id, session.api().base_url)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from enrich.batch.session import LONG_WAIT_SECONDS
 from enrich.errors import ExecutionError
 from enrich.warehouse.db import Database
 
@@ -33,14 +34,14 @@ def _cli(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _while_waiting(env: Env, check: Callable[[], None]) -> Callable[[float], None]:
-    """The run's sleep: the first time it waits, `check` runs (in another process); then time
-    moves on."""
+    """The run's sleep: the first time it waits long enough to let go of the file, `check` runs
+    (in another process); then time moves on."""
     calls: list[float] = []
 
     def sleep(seconds: float) -> None:
-        if not calls:
+        if not calls and seconds >= LONG_WAIT_SECONDS:
+            calls.append(seconds)
             check()
-        calls.append(seconds)
         env.clock.advance(seconds)
 
     return sleep
@@ -56,7 +57,7 @@ def test_other_processes_read_the_database_while_a_run_waits(notes: Env) -> None
         )
         seen["status"] = _cli(notes, "status")
 
-    result = notes.run(sleep=_while_waiting(notes, check))
+    result = notes.run(sleep=_while_waiting(notes, check), poll_seconds=(5.0, 30.0))
     assert [r.status for r in result.results] == ["success", "success"]
     assert seen["reader"].returncode == 0, seen["reader"].stderr
     assert "in_progress" in seen["reader"].stdout or "validating" in seen["reader"].stdout
@@ -71,7 +72,7 @@ def test_a_second_run_is_refused_while_one_waits_and_a_dry_run_is_not(notes: Env
         seen["second"] = _cli(notes, "run")
         seen["dry"] = _cli(notes, "run", "--dry-run")
 
-    result = notes.run(sleep=_while_waiting(notes, check))
+    result = notes.run(sleep=_while_waiting(notes, check), poll_seconds=(5.0, 30.0))
     assert [r.status for r in result.results] == ["success", "success"]
     second, dry = seen["second"], seen["dry"]
     assert second.returncode == 1
