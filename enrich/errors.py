@@ -13,9 +13,11 @@ key at fault and says what to do next. Anything else escaping enrich is a bug.
     ├── ExecutionError      DuckDB rejected a model while it ran
     │   ├── CostLimitError  the estimated cost is over ``--max-cost`` (nothing was sent)
     │   └── ResourceError   the disk or the memory ran out (names the setting to change)
-    └── ApiError            the API refused or could not be reached (never shows the key);
-                            ``.status`` is its HTTP status, ``.ambiguous`` says a create may
-                            have happened anyway
+    ├── ApiError            the API refused or could not be reached (never shows the key);
+    │                       ``.status`` is its HTTP status, ``.ambiguous`` says a create may
+    │                       have happened anyway
+    └── Interrupted         the run was stopped (Ctrl-C) while it waited; batches in flight
+                            are collected by the next run
 """
 
 from __future__ import annotations
@@ -84,3 +86,7 @@ class ApiError(EnrichError):
         self.status = status
         # True when a call that creates something failed after it may have acted on the server.
         self.ambiguous = ambiguous
+
+
+class Interrupted(EnrichError):
+    """The run was stopped (Ctrl-C) while a model waited on its batches."""

@@ -216,8 +216,11 @@ def record_seed(db: Database, name: str, content_hash: str, rows: int, now: date
 _OPEN = """
 SELECT {columns} FROM _enrich.batches AS b
 WHERE collected_at IS NULL AND (node = $node OR submission_id IN (
-    SELECT submission_id FROM _enrich.requests AS q SEMI JOIN {rows} USING (request_hash)
-    WHERE q.status IN ('submitting', 'submitted')))
+    -- Requests in flight for other models (rarely any: then this costs nothing) that are ours.
+    SELECT q.submission_id FROM (
+        SELECT request_hash, submission_id FROM _enrich.requests
+        WHERE status IN ('submitting', 'submitted') AND node <> $node
+    ) AS q JOIN {rows} USING (request_hash)))
 ORDER BY created_at, submission_id
 """
 

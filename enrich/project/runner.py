@@ -6,6 +6,7 @@ These functions are the library API the CLI calls; they return results and never
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -18,7 +19,14 @@ from typing import Any
 
 from ..batch import ledger, pipeline
 from ..batch.options import EnrichOptions, utc_now
-from ..errors import NO_ROOM_ERRNOS, EnrichError, ExecutionError, ProjectError, no_room
+from ..errors import (
+    NO_ROOM_ERRNOS,
+    EnrichError,
+    ExecutionError,
+    Interrupted,
+    ProjectError,
+    no_room,
+)
 from ..warehouse import run_lock, sql
 from ..warehouse.db import MEMORY, Database, Table, sweep_scratch
 from . import artifacts, dag, selector
@@ -315,6 +323,25 @@ def _load_seed(
     )
 
 
+def _interruptible(
+    sleep: Callable[[float], None], stop: threading.Event
+) -> Callable[[float], None]:
+    """`sleep`, ended early by `stop` (the wall clock's) and raising once it is set."""
+
+    def wait(seconds: float) -> None:
+        if sleep is time.sleep:
+            stop.wait(seconds)
+        elif not stop.is_set():
+            sleep(seconds)
+        if stop.is_set():
+            raise Interrupted(
+                "interrupted while waiting on batches; they keep running, and the next run "
+                "collects them without sending anything again"
+            )
+
+    return wait
+
+
 class _ModelBuilder:
     """Builds models in DAG order on up to `threads` connections; a failure skips its downstream."""
 
@@ -332,34 +359,48 @@ class _ModelBuilder:
         self.results: list[NodeResult] = []
 
     def build(self, names: set[str], failed: set[str], threads: int) -> list[NodeResult]:
+        # Ctrl-C reaches only this thread; the builders learn of it at their next wait.
+        stop = threading.Event()
+        self.options = dataclasses.replace(
+            self.options, sleep=_interruptible(self.options.sleep, stop)
+        )
+        with ThreadPoolExecutor(max_workers=max(threads, 1)) as pool:
+            try:  # inside the pool: leaving it waits for the builders, who must know to stop
+                return self._build(pool, names, failed)
+            except KeyboardInterrupt:
+                stop.set()
+                raise
+
+    def _build(
+        self, pool: ThreadPoolExecutor, names: set[str], failed: set[str]
+    ) -> list[NodeResult]:
         graph = {n: set(self.project.models[n].depends_on) & names for n in names}
         sorter = dag.sorter_for(graph)
         blocked = set(failed)
-        with ThreadPoolExecutor(max_workers=max(threads, 1)) as pool:
-            running: dict[Future[NodeResult], str] = {}
-            while sorter.is_active():
-                for name in sorted(sorter.get_ready()):
-                    cause = self.project.models[name].depends_on & blocked
-                    if cause:
-                        blocked.add(name)
-                        self._finish(self._skipped(name, sorted(cause)[0]))
-                        sorter.done(name)
-                    elif self.options.dry_run and self._reads_enrich(name):
-                        self._finish(self._not_built(name))
-                        sorter.done(name)
-                    else:
-                        running[pool.submit(self._build_one, name)] = name
-                if not running:
-                    continue
-                with self.db.released():  # the builders hold the file only while they write
-                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    name = running.pop(future)
-                    result = future.result()
-                    if result.status == "error":
-                        blocked.add(name)
-                    self._finish(result)
+        running: dict[Future[NodeResult], str] = {}
+        while sorter.is_active():
+            for name in sorted(sorter.get_ready()):
+                cause = self.project.models[name].depends_on & blocked
+                if cause:
+                    blocked.add(name)
+                    self._finish(self._skipped(name, sorted(cause)[0]))
                     sorter.done(name)
+                elif self.options.dry_run and self._reads_enrich(name):
+                    self._finish(self._not_built(name))
+                    sorter.done(name)
+                else:
+                    running[pool.submit(self._build_one, name)] = name
+            if not running:
+                continue
+            with self.db.released():  # the builders hold the file only while they write
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                name = running.pop(future)
+                result = future.result()
+                if result.status == "error":
+                    blocked.add(name)
+                self._finish(result)
+                sorter.done(name)
         return self.results
 
     def _finish(self, result: NodeResult) -> None:
