@@ -156,23 +156,27 @@ def move(db: Database, name: str, now: datetime, **values: Any) -> int:
 
 # Claiming: requests of rows first..last of the model's ``sends`` that are still claimable move to
 # `submitting` in this submission; hashes the ledger has never seen are inserted as such.
-_SHARD_ROWS = """(SELECT request_hash, tokens, row_key FROM {sends}
-    WHERE rowid BETWEEN $first AND $last)"""
-
+# Requests the ledger had at planning are claimed by their ledger row (in row order: the update
+# costs in proportion to the shard); new ones are inserted unless another model or thread has
+# inserted them since, which can only be beyond where the ledger ended at planning.
 _CLAIM_KNOWN = f"""
 UPDATE _enrich.requests AS q SET
     node = $node, row_key = s.row_key, status = 'submitting', submission_id = $submission,
     batch_id = NULL, estimated_tokens = s.tokens, run_id = $run_id, updated_at = $now
-FROM {_SHARD_ROWS} AS s
-WHERE q.request_hash = s.request_hash AND {CLAIMABLE}
+FROM (SELECT ledger_row, tokens, row_key FROM {{sends}}
+      WHERE rowid BETWEEN $first AND $last AND ledger_row IS NOT NULL ORDER BY ledger_row) AS s
+WHERE q.rowid = s.ledger_row AND {CLAIMABLE}
 """
 
-_CLAIM_NEW = f"""
+_CLAIM_NEW = """
 INSERT INTO _enrich.requests (request_hash, node, endpoint, model, row_key, status, attempts,
                               submission_id, estimated_tokens, run_id, updated_at)
 SELECT s.request_hash, $node, $endpoint, $model, s.row_key, 'submitting', 0, $submission,
        s.tokens, $run_id, $now
-FROM {_SHARD_ROWS} AS s ANTI JOIN _enrich.requests AS q USING (request_hash)
+FROM (SELECT request_hash, tokens, row_key FROM {sends}
+      WHERE rowid BETWEEN $first AND $last AND ledger_row IS NULL) AS s
+ANTI JOIN (SELECT request_hash FROM _enrich.requests WHERE rowid >= $ledger_end)
+    USING (request_hash)
 """
 
 _CLAIMED = """
@@ -244,9 +248,10 @@ class Claim:
     tokens: int
 
 
-def record(db: Database, submission: Submission, rows: tuple[int, int], rules: Rules) -> Claim:
+def record(db: Database, submission: Submission, rows: tuple[int, int, int], rules: Rules) -> Claim:
     """Record a submission and claim its requests (rows of its model's ``sends``), atomically and
-    under the write lock, before anything is written or uploaded."""
+    under the write lock, before anything is written or uploaded. `rows`: the first and last
+    row of the shard, and where the ledger ended when it was planned."""
     s = submission
     values = {
         "node": s.node,
@@ -260,7 +265,7 @@ def record(db: Database, submission: Submission, rows: tuple[int, int], rules: R
         db.execute(_insert(Submission.columns()), asdict(s))
         sends = sql.work_table(s.node, "sends")
         db.execute(sql.fill(_CLAIM_KNOWN, sends=sends), values | rules.params())
-        new = values | {"endpoint": s.endpoint, "model": s.model}
+        new = values | {"endpoint": s.endpoint, "model": s.model, "ledger_end": rows[2]}
         db.execute(sql.fill(_CLAIM_NEW, sends=sends), new)
         row = db.fetchone(_CLAIMED, {"submission": s.submission_id})
         claim = Claim(int(row[0]), int(row[1])) if row else Claim(0, 0)

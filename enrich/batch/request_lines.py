@@ -89,16 +89,19 @@ SELECT {row_key}, count(*) OVER (), tokens FROM {rows} WHERE tokens > ? ORDER BY
 # What to send: one row per distinct request (when rows repeat a request, the row with the
 # smallest key stands for it), less those the ledger says are answered, in a batch or out of
 # attempts. An anti join keeps the ledger's columns out of reach of the model's key names.
+# Each keeps the ledger row of its request (NULL when the ledger has none yet), so claiming a shard
+# updates those rows by rowid: work in proportion to the shard, not to the ledger.
 _SENDS = (
     """
 CREATE OR REPLACE TABLE {sends} AS
 SELECT request_hash, tokens, {row_key} AS row_key, {row_part} AS part,
-       strlen(part) + $overhead AS line_bytes
-FROM {rows}
-ANTI JOIN (SELECT request_hash FROM _enrich.requests AS q WHERE NOT """
+       strlen(part) + $overhead AS line_bytes, _ledger_row AS ledger_row
+FROM {rows} AS r
+LEFT JOIN (SELECT request_hash, rowid AS _ledger_row, """
     + CLAIMABLE
-    + """) USING (request_hash)
-WHERE {first_of_its_request}
+    + """ AS _claimable
+           FROM _enrich.requests AS q) USING (request_hash)
+WHERE _claimable IS NOT FALSE AND {first_of_its_request}
 """
 )
 
@@ -108,21 +111,30 @@ _RESENDS = (
     """
 INSERT INTO {sends}
 SELECT request_hash, tokens, {row_key} AS row_key, {row_part} AS part,
-       strlen(part) + $overhead AS line_bytes
+       strlen(part) + $overhead AS line_bytes, _ledger_row AS ledger_row
 FROM {rows}
-SEMI JOIN (SELECT request_hash FROM _enrich.requests AS q
-           WHERE q.submission_id = $submission AND """
+JOIN (SELECT request_hash, rowid AS _ledger_row FROM _enrich.requests AS q
+      WHERE q.submission_id = $submission AND """
     + CLAIMABLE
     + """) USING (request_hash)
 QUALIFY row_number() OVER (PARTITION BY request_hash ORDER BY {row_key}) = 1
 """
 )
 
+# Whether a collected submission left anything to send again (usually not: then nothing more).
+_LEFT_TO_RESEND = (
+    "SELECT count(*) FROM _enrich.requests AS q WHERE q.submission_id = $submission AND "
+    + CLAIMABLE
+)
+
+# Where the ledger ends now: a request new at planning that appears later lies beyond it.
+_LEDGER_END = "SELECT coalesce(max(rowid) + 1, 0) FROM _enrich.requests"
+
 # Counting distinct 64-bit hashes is twice as fast as distinct strings, and exact where it matters:
 # equal requests always hash alike; a rare collision only takes the slower, exact path.
 _REPEATS = "SELECT count(*) > count(DISTINCT hash(request_hash)) FROM {rows}"
 
-_FIRST_OF_ITS_REQUEST = """rowid IN (
+_FIRST_OF_ITS_REQUEST = """r.rowid IN (
     SELECT arg_min(rowid, {row_key}) FROM {rows} GROUP BY request_hash)"""
 
 _TOO_LARGE = """
@@ -222,6 +234,7 @@ class Shard:
     bytes: int
     tokens: int
     shard_hash: str  # the XOR of its requests' first 64 bits and its line count, in hex
+    ledger_end: int = 0  # the ledger's rows when it was planned (new requests come after)
 
 
 @dataclass(frozen=True)
@@ -431,6 +444,7 @@ def plan_sends(
     A request too large for a batch file stops the model here, before anything is sent.
     """
     tables: dict[str, sql.Part] = {"rows": shared.rows, "sends": shared.sends}
+    end = db.fetchone(_LEDGER_END)
     first = sql.Raw("true")
     if db.fetchone(sql.fill(_REPEATS, **tables)) == (True,):
         first = sql.Raw(sql.fill(_FIRST_OF_ITS_REQUEST, row_key=_row_key(spec), **tables))
@@ -449,7 +463,7 @@ def plan_sends(
             f"{batch.max_bytes}-byte batch file limit ({found[1]} like it); shorten its prompt "
             "or images"
         )
-    return _shards(db, spec, shared, batch, 0)
+    return _shards(db, spec, shared, batch, 0, int(end[0]) if end else 0)
 
 
 def plan_resends(
@@ -462,6 +476,10 @@ def plan_resends(
 ) -> list[Shard]:
     """Add to the model's ``sends`` what a collected submission left to send again (claimable
     under `rules`), and shard just those."""
+    params = {"submission": submission, **rules.params()}
+    left = db.fetchone(_LEFT_TO_RESEND, params)
+    if not left or not left[0]:
+        return []
     start = db.fetchone(sql.fill("SELECT count(*) FROM {sends}", sends=shared.sends))
     statement = sql.fill(
         _RESENDS,
@@ -470,13 +488,17 @@ def plan_resends(
         row_part=sql.Raw(spec.endpoint.row_part),
         row_key=_row_key(spec),
     )
-    params = {"overhead": shared.overhead, "submission": submission, **rules.params()}
-    db.execute(statement, params)
-    return _shards(db, spec, shared, batch, int(start[0]) if start else 0)
+    db.execute(statement, {"overhead": shared.overhead, **params})
+    return _shards(db, spec, shared, batch, int(start[0]) if start else 0, 0)
 
 
 def _shards(
-    db: Database, spec: EnrichSpec, shared: Frame, batch: BatchSettings, first: int
+    db: Database,
+    spec: EnrichSpec,
+    shared: Frame,
+    batch: BatchSettings,
+    first: int,
+    ledger_end: int,
 ) -> list[Shard]:
     """Shards of the model's ``sends`` from row `first` on."""
     stats = db.fetchone(
@@ -497,7 +519,9 @@ def _shards(
     statement = sql.fill(_SHARDS, sends=shared.sends)
     rows = db.fetchall(statement, [batch.max_lines, by_bytes, by_tokens, first])
     return [
-        Shard(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]), str(r[6]))
+        Shard(
+            int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]), str(r[6]), ledger_end
+        )
         for r in rows
     ]
 

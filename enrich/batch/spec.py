@@ -262,7 +262,18 @@ def _positive_int(config: Mapping[str, Any], key: str, default: int, path: str) 
 
 # Columns enrich adds beside a model's key columns while it plans (``enrich_rows``); a key or
 # output of the same name, in any case, would silently take their place.
-RESERVED = frozenset({"request_hash", "tokens", "_prompt", "_system", "_images", "rowid"})
+RESERVED = frozenset(
+    {
+        "request_hash",
+        "tokens",
+        "_prompt",
+        "_system",
+        "_images",
+        "rowid",
+        "_ledger_row",
+        "_claimable",
+    }
+)
 
 
 def _check_names(spec: EnrichSpec) -> None:

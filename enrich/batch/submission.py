@@ -63,7 +63,8 @@ def _record(session: Session, shard: Shard) -> tuple[Submission, int]:
         created_at=session.clock(),
         run_id=session.options.run_id,
     )
-    claim = lifecycle.record(session.db, record, (shard.first, shard.last), session.rules)
+    rows = (shard.first, shard.last, shard.ledger_end)
+    claim = lifecycle.record(session.db, record, rows, session.rules)
     return dataclasses.replace(
         record, lines=claim.lines, estimated_tokens=claim.tokens
     ), claim.lines
