@@ -17,6 +17,7 @@ from .errors import (
     SelectionError,
     SqlError,
 )
+from .frames import frame
 from .project.enrich_query import enrich_query
 from .project.loader import load_project
 from .project.nodes import Model, Project, Seed, Settings
@@ -62,6 +63,7 @@ __all__ = [
     "Table",
     "compile_model",
     "enrich_query",
+    "frame",
     "list_nodes",
     "load_project",
     "preview",

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from .batch.client import OFFLINE_SOURCE, ApiConfig
 from .batch.options import EnrichOptions
+from .batch.session import INTERRUPTED
 from .errors import NO_ROOM_ERRNOS, EnrichError, no_room
+from .hosts import dbt_setup
 from .progress import ProgressDisplay
 from .project import runner, starter
 from .project.loader import require_project
@@ -43,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {said}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"error: {INTERRUPTED}", file=sys.stderr)
         return 130
 
 
@@ -137,7 +139,7 @@ def _configure_show(sub: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.resend and not _confirm_resend(args):
+    if args.resend and not args.dry_run and not _confirm_resend(args):
         return 1
     display = ProgressDisplay(sys.stderr, sys.stderr.isatty())
     with _enrich_options(args, display) as options:
@@ -384,6 +386,27 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_dbt(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "action", choices=["init"], help="init: add enrich's dbt package to packages.yml"
+    )
+    sub.add_argument(
+        "dbt_project_dir",
+        nargs="?",
+        metavar="DBT_PROJECT_DIR",
+        help="the dbt project's folder (default: --project-dir)",
+    )
+
+
+def _dbt(args: argparse.Namespace) -> int:
+    done = dbt_setup.init_dbt_project(Path(args.dbt_project_dir or args.project_dir))
+    print(f"{'added' if done.changed else 'already there:'} enrich's dbt package in {done.path}")
+    if not done.dbt_installed:
+        print("install dbt-core and dbt-duckdb with it: pip install 'enrich[dbt]'")
+    print("next: dbt deps, then {{ config(materialized='enrich', ...) }} in a model")
+    return 0
+
+
 COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None], Handler], ...] = (
     ("init", "start a project: settings, a seed and one enrich model", _noop, _init),
     ("seed", "load the CSV files under seeds/ that changed", _configure_seed, _seed),
@@ -403,6 +426,7 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None], Handl
         _preview,
     ),
     ("status", "batches in flight and failed requests per model", _noop, _status),
+    ("dbt", "dbt init: add enrich's materialization to a dbt project", _configure_dbt, _dbt),
     (
         "serve-local",
         "serve the local OpenAI Files + Batches API over HTTP",

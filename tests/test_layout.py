@@ -16,8 +16,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "enrich"
 LAYERS = {
     "warehouse": set(),
     "batch": {"warehouse"},
-    "server": {"batch"},
+    # The server answers whole batch files in SQL (server/bulk.py), through warehouse/db.py, the
+    # only duckdb importer: DuckDB is already a dependency, and a second JSON engine is not.
+    "server": {"batch", "warehouse"},
     "project": {"warehouse", "batch"},
+    "hosts": {"warehouse", "batch", "server", "project"},
 }
 
 ONLY_IN = {
@@ -30,6 +33,8 @@ ONLY_IN = {
     "rich": "progress.py",
     "jsonschema": "server/schemas.py",
     "filelock": "warehouse/run_lock.py",
+    "dbt": "hosts/dbt_materialization.py",
+    "polars": "frames.py",
 }
 
 

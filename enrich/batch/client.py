@@ -31,6 +31,15 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT = 600.0
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 OFFLINE_SOURCE = "offline"  # what `enrich run --offline` answers count as coming from
+
+
+def hash_salt(source: str) -> str:
+    """What a request's hash mixes in besides what is sent: nothing for OpenAI's API, the source
+    for any other (the offline server, a local one), so their answers live beside OpenAI's in
+    the ledger instead of in their place."""
+    return "" if source.rstrip("/") == OPENAI_BASE_URL else source
+
+
 # How far the API's clock may be behind ours when looking back for a batch or file we created.
 CLOCK_SLACK = 3600.0
 # Statuses after which a create may still have happened on the server.

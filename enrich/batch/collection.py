@@ -24,12 +24,18 @@ TOKEN_LIMIT = "token_limit_exceeded"
 
 
 def observe(session: Session, record: Submission, state: BatchState) -> bool:
-    """Mirror a batch's state in the ledger; True when it changed since last seen."""
+    """Mirror a batch's state in the ledger; True when its status changed since last seen
+    (counts moving is progress, not a change that calls for polling sooner)."""
     row = session.db.fetchone(
         "SELECT status, completed, failed FROM _enrich.batches WHERE submission_id = ?",
         [record.submission_id],
     )
+    first_sight = state.id not in session.batch_ids
+    if first_sight:
+        session.batch_ids.append(state.id)
     if row is not None and tuple(row) == (state.status, state.completed, state.failed):
+        if first_sight:  # a batch a run finds as an earlier one left it is still shown
+            session.report(state, state.status)
         return False
     errors = json.dumps(list(state.errors)) if state.errors else None
     seen = lifecycle.Seen(
@@ -43,7 +49,7 @@ def observe(session: Session, record: Submission, state: BatchState) -> bool:
     lifecycle.seen(session.db, record.submission_id, seen, session.clock())
     session.step("state_recorded")
     session.report(state, state.status)
-    return True
+    return row is None or row[0] != state.status
 
 
 # How long a completed batch may show no output file before its lines are taken as lost (and so

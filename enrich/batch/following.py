@@ -30,12 +30,14 @@ def follow(session: Session) -> None:
     low, high = session.poll_bounds
     delay = low
     while True:
+        session.check_stop()
         _submit_fitting(session)
-        changed, ended = _poll(session)
+        changed, ended = _poll(session, delay)
         # A batch seen ended no longer holds budget: the next shard goes before its answers are
         # downloaded and merged.
         _submit_fitting(session)
         for record, state in ended:
+            session.check_stop()
             collect(session, record, state)
             session.shards += _resends(session, record.submission_id)
         if ended:  # what the batches left to retry goes out now, not after a sleep
@@ -84,6 +86,7 @@ def _submit_fitting(session: Session) -> None:
         in_flight = ledger.tokens_in_flight(session.db, session.spec.model)
         if not _may_submit(session, session.shards[0], in_flight, limit):
             return
+        session.check_stop()
         submit(session, session.shards.pop(0))
 
 
@@ -95,15 +98,14 @@ def _may_submit(session: Session, shard: Shard, in_flight: int, limit: int) -> b
     return session.retry_at is None or session.clock() >= session.retry_at
 
 
-def _poll(session: Session) -> tuple[bool, list[tuple[Submission, BatchState]]]:
+def _poll(session: Session, delay: float) -> tuple[bool, list[tuple[Submission, BatchState]]]:
     """Look at every batch in flight; returns whether any changed, and those ready to collect."""
     changed, ended = False, []
-    for record in _waiting_on(session):
-        if record.batch_id is None:
-            continue  # another thread is creating it
-        state = session.api().retrieve(record.batch_id)
-        if record.batch_id not in session.batch_ids:
-            session.batch_ids.append(record.batch_id)
+    # Those another thread is still creating have no batch id yet.
+    records = [r for r in _waiting_on(session) if r.batch_id is not None]
+    with session.waiting(delay):  # polling slowly: the file is free while the API answers
+        states = [session.api().retrieve(str(r.batch_id)) for r in records]
+    for record, state in zip(records, states, strict=True):
         if state.status in _ACCEPTED and record.node == session.job.name:
             session.accepted()
         changed = observe(session, record, state) or changed

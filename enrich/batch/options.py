@@ -59,4 +59,6 @@ class EnrichOptions:
     # the process at exact points through it.
     on_step: Callable[[str], None] | None = None
     run_id: str = ""
+    # Asked before each submit, create and collect: True stops the build (Ctrl-C).
+    should_stop: Callable[[], bool] | None = None
     wording: Wording = field(default_factory=Wording)

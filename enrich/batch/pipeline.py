@@ -51,7 +51,9 @@ Step = Callable[[Session], Done | None]
 
 
 def _read_rows(session: Session) -> None:
-    session.frame = request_lines.plan_rows(session.db, session.job.sql, session.spec)
+    session.frame = request_lines.plan_rows(
+        session.db, session.job.sql, session.spec, salt=session.salt
+    )
     request_lines.validate_rows(session.db, session.spec, session.job.batch)
     session.before = session.counts()
 
@@ -209,7 +211,9 @@ def _run(steps: tuple[Step, ...], session: Session) -> Done:
 
 def _read_first_rows(session: Session) -> None:
     limit = session.preview_limit
-    session.frame = request_lines.plan_rows(session.db, session.job.sql, session.spec, limit)
+    session.frame = request_lines.plan_rows(
+        session.db, session.job.sql, session.spec, limit, session.salt
+    )
     request_lines.validate_rows(session.db, session.spec, session.job.batch)
     session.before = session.counts()
 

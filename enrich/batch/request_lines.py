@@ -288,8 +288,11 @@ class Frame:
         return body
 
 
-def frame(spec: EnrichSpec, row_system: bool, schema_name: str = SCHEMA_NAME) -> Frame:
-    """The shared part of every line; `row_system` says rows bring their own system prompt."""
+def frame(
+    spec: EnrichSpec, row_system: bool, schema_name: str = SCHEMA_NAME, salt: str = ""
+) -> Frame:
+    """The shared part of every line; `row_system` says rows bring their own system prompt;
+    `salt` (see :func:`client.hash_salt`) goes into every request's hash, not on the wire."""
     compact = {"separators": (",", ":"), "ensure_ascii": False}
     constant = json.dumps(spec.constant_body(schema_name), **compact)  # type: ignore[arg-type]
     head = constant[:-1] + "," + json.dumps(spec.endpoint.container) + ":"
@@ -302,20 +305,23 @@ def frame(spec: EnrichSpec, row_system: bool, schema_name: str = SCHEMA_NAME) ->
     shell = json.dumps({"method": "POST", "url": spec.endpoint.url}, **compact)  # type: ignore[arg-type]
     before = '",' + shell[1:-1] + ',"body":' + head
     after = tail + "}"
-    digest = hashlib.sha256(f"{spec.endpoint.url}\n{head}\0{tail}".encode()).hexdigest()
+    salted = f"\0{salt}" if salt else ""
+    digest = hashlib.sha256(f"{spec.endpoint.url}\n{head}\0{tail}{salted}".encode()).hexdigest()
     system_tokens = (
         0 if system is None else tokens.TOKENS_PER_MESSAGE + tokens.estimate_text(system)
     )
     return Frame(before, after, digest, system_tokens, spec.name)
 
 
-def plan_rows(db: Database, query: str, spec: EnrichSpec, limit: int | None = None) -> Frame:
+def plan_rows(
+    db: Database, query: str, spec: EnrichSpec, limit: int | None = None, salt: str = ""
+) -> Frame:
     """Run the model's query (its first `limit` rows) into its ``rows``: key, prompt parts,
     request hash, estimated tokens. Returns the frame every line of this model shares."""
     columns = dict(db.describe(query))
     _require_columns(spec, columns)
     row_system = spec.system_prompt_column in columns
-    shared = frame(spec, row_system)
+    shared = frame(spec, row_system, salt=salt)
     statement = sql.fill(
         _PLAN,
         rows=shared.rows,
@@ -330,7 +336,7 @@ def plan_rows(db: Database, query: str, spec: EnrichSpec, limit: int | None = No
     limits = [] if limit is None else [limit]
     db.execute(statement, [shared.system_tokens, shared.digest, *system, *limits])
     if spec.output is not None and not spec.json_object:
-        _adopt_legacy_hashes(db, spec, row_system)
+        _adopt_legacy_hashes(db, spec, row_system, salt)
     return shared
 
 
@@ -339,10 +345,10 @@ def plan_rows(db: Database, query: str, spec: EnrichSpec, limit: int | None = No
 _LEGACY_NAME = re.compile(r"[^A-Za-z0-9_-]")
 
 
-def _adopt_legacy_hashes(db: Database, spec: EnrichSpec, row_system: bool) -> None:
+def _adopt_legacy_hashes(db: Database, spec: EnrichSpec, row_system: bool, salt: str) -> None:
     if not lifecycle.has_legacy_hashes(db, spec.name):
         return
-    legacy = frame(spec, row_system, _LEGACY_NAME.sub("_", spec.name)[:64])
+    legacy = frame(spec, row_system, _LEGACY_NAME.sub("_", spec.name)[:64], salt)
     hashed = HASHED.replace("{digest}", "$digest")
     lifecycle.adopt_hashes(db, spec.name, sql.Raw(hashed), legacy.digest)
 

@@ -10,14 +10,20 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
+from ..errors import Interrupted
 from ..warehouse.db import Database
 from . import request_lines
-from .client import ApiConfig, BatchClient, BatchState
+from .client import ApiConfig, BatchClient, BatchState, hash_salt
 from .costs import Price
 from .lifecycle import Rules
 from .options import EnrichEvent, EnrichOptions
 from .request_lines import BatchSettings, Counts, Frame, Shard
 from .spec import EnrichSpec
+
+INTERRUPTED = (
+    "interrupted; batches already submitted keep running, and the next run collects them "
+    "without sending anything again"
+)
 
 # Waits short enough to keep the database file open through: closing and opening it again costs
 # more than the wait, and a reader waiting on us (they retry) waits no longer than this.
@@ -122,6 +128,11 @@ class Session:
         """The API this build's answers come from (see :meth:`Job.source`)."""
         return self.job.source(self.options.api or ApiConfig.from_env())
 
+    @property
+    def salt(self) -> str:
+        """What this build's request hashes mix in (see :func:`client.hash_salt`)."""
+        return hash_salt(self.source)
+
     def refused_for_tokens(self, now: datetime) -> None:
         """The enqueued-token limit refused a batch: back off, capped, and remember since when."""
         low, high = self.poll_bounds
@@ -146,6 +157,11 @@ class Session:
             api = self.options.api or ApiConfig.from_env()
             self.client = BatchClient(api, self.options.wording.offline)
         return self.client
+
+    def check_stop(self) -> None:
+        """Stop here if the run was interrupted: nothing more is sent or merged."""
+        if self.options.should_stop is not None and self.options.should_stop():
+            raise Interrupted(INTERRUPTED)
 
     def waiting(self, seconds: float) -> AbstractContextManager[None]:
         """Around a wait: a long one lets go of the database file, so other processes can read."""

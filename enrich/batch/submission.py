@@ -43,6 +43,7 @@ def submit(session: Session, shard: Shard) -> None:
     session.step("uploaded")
     lifecycle.uploaded(session.db, record.submission_id, file_id, session.api().base_url)
     session.step("upload_recorded")
+    session.check_stop()  # an upload is free; the batch is what costs: not after Ctrl-C
     _create(session, record, file_id)
     session.submitted += lines
 

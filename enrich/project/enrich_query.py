@@ -39,6 +39,7 @@ def enrich_query(
     name: str | None = None,
     where: str | None = None,
     folder: str | Path = Path("target") / "enrich",
+    root: str | Path | None = None,
     batch: BatchSettings | None = None,
     prices: Mapping[str, Price] | None = None,
     options: EnrichOptions | None = None,
@@ -49,14 +50,16 @@ def enrich_query(
     (a ``duckdb.DuckDBPyConnection``, left open).
 
     `name` identifies the model in the ledger and messages (default: the target's name); `where`
-    is what errors name first (a model file). Returns the build's figures and its status by the
-    failure thresholds (``success``, ``warn`` or ``error``); user mistakes raise
-    :class:`~enrich.errors.EnrichError`.
+    is what errors name first (a model file); `root` is the folder ``system_prompt_file`` is
+    relative to (default: the current one); `folder` keeps request files while batches are out.
+    Messages name the caller's own knobs when ``options.wording`` does. Returns the build's
+    figures and its status by the failure thresholds (``success``, ``warn`` or ``error``); user
+    mistakes raise :class:`~enrich.errors.EnrichError`.
     """
     parts = sql.relation_parts(target)
     name = name or parts[-1]
     where = where or name
-    spec = resolve(name, where, own_keys(config, host_keys, where), {}, Path.cwd())
+    spec = resolve(name, where, own_keys(config, host_keys, where), {}, Path(root or Path.cwd()))
     db = Database.adopt(connection)
     ledger.migrate(db)
     job = Job(

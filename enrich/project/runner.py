@@ -6,6 +6,7 @@ These functions are the library API the CLI calls; they return results and never
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
 import uuid
@@ -19,6 +20,7 @@ from typing import Any
 
 from ..batch import ledger, pipeline
 from ..batch.options import EnrichOptions, utc_now
+from ..batch.session import INTERRUPTED
 from ..errors import (
     NO_ROOM_ERRNOS,
     EnrichError,
@@ -74,19 +76,26 @@ def run(
     # unless excluded by name.
     excluded = selector.select(graph, info, exclude) if exclude else set()
     seeds = {n for n in chosen | dag.upstream(graph, models) if n in project.seeds} - excluded
-    if not (options and options.dry_run):
+    dry_run = bool(options and options.dry_run)
+    if not dry_run:
         _refuse_a_forgetful_database(project, models)
 
-    def work(db: Database, report: OnResult) -> list[NodeResult]:
-        loaded = _load_seeds(db, project, sorted(seeds), full_refresh, clock, report)
+    def work(db: Database, report: OnResult, writable: bool = True) -> list[NodeResult]:
+        loaded = _load_seeds(db, project, sorted(seeds), full_refresh, clock, report, writable)
         failed = {r.name for r in loaded if r.status == "error"}
         enrich = dataclasses.replace(
             options or EnrichOptions(), run_id=uuid.uuid4().hex, full_refresh=full_refresh
         )
-        builder = _ModelBuilder(db, project, full_refresh, clock, report, enrich)
+        builder = _ModelBuilder(db, project, full_refresh, clock, report, enrich, writable)
         return loaded + builder.build(models, failed, threads)
 
-    return _execute(project, clock, on_result, work, locked=not (options and options.dry_run))
+    if not dry_run or project.settings.database_path == MEMORY:
+        return _execute(project, clock, on_result, work)
+    # A dry run sends nothing, so it runs beside a run in progress; then it only plans, from
+    # the database as it is, and leaves seeds and models to that run.
+    with run_lock.holding_if_free(project.settings.database_path) as free:
+        planning = functools.partial(work, writable=free)
+        return _execute(project, clock, on_result, planning, locked=False)
 
 
 def _refuse_a_forgetful_database(project: Project, models: set[str]) -> None:
@@ -133,7 +142,7 @@ def show(project_dir: str | Path, name: str, limit: int = 5) -> Table:
         if model.enrich is not None:
             if db.relation_kind(name) is None:
                 raise ExecutionError(
-                    f"{model.path}: {name} has no table yet; build it with enrich run -s {name}"
+                    f"{model.path}: {name} has no table yet; build it with enrich run -s +{name}"
                 )
             return db.read_table(sql.select_all(name), limit)
         require_upstream(db, model)
@@ -254,6 +263,8 @@ def _writing(project: Project, locked: bool = True) -> Iterator[Database]:
         stack.callback(db.close)
         ledger.migrate(db)
         yield db
+        # Written out now, so a full disk is an error here, not lost in closing.
+        db.execute("CHECKPOINT")
 
 
 def _remove_scratch(scratch: Path) -> None:
@@ -271,6 +282,7 @@ def _reading(project: Project) -> Iterator[Database]:
         return
     if not Path(settings.database_path).exists():  # nothing built yet: an empty database says so
         db = Database.connect(MEMORY)
+        db.path = settings.database_path
     else:
         db = Database.connect(
             settings.database_path, read_only=True, wait_seconds=settings.database_wait_seconds
@@ -288,10 +300,15 @@ def _load_seeds(
     full_refresh: bool,
     clock: Clock,
     report: OnResult,
+    writable: bool = True,
 ) -> list[NodeResult]:
     results = []
     for name in names:
-        result = _load_seed(db, project, project.seeds[name], full_refresh, clock)
+        seed = project.seeds[name]
+        if writable:
+            result = _load_seed(db, project, seed, full_refresh, clock)
+        else:
+            result = NodeResult(name, "seed", seed.path, "unchanged", clock(), 0.0, _IN_USE)
         report(result)
         results.append(result)
     return results
@@ -334,16 +351,17 @@ def _interruptible(
         elif not stop.is_set():
             sleep(seconds)
         if stop.is_set():
-            raise Interrupted(
-                "interrupted while waiting on batches; they keep running, and the next run "
-                "collects them without sending anything again"
-            )
+            raise Interrupted(INTERRUPTED)
 
     return wait
 
 
+_IN_USE = "left as it is by this dry run: another enrich run is using the database"
+
+
 class _ModelBuilder:
-    """Builds models in DAG order on up to `threads` connections; a failure skips its downstream."""
+    """Builds models in DAG order on up to `threads` connections; a failure skips its downstream.
+    Unless `writable`, only enrich models are planned (a dry run beside a run in progress)."""
 
     def __init__(
         self,
@@ -353,16 +371,18 @@ class _ModelBuilder:
         clock: Clock,
         report: OnResult,
         options: EnrichOptions,
+        writable: bool = True,
     ) -> None:
         self.db, self.project, self.full_refresh = db, project, full_refresh
         self.clock, self.report, self.options = clock, report, options
+        self.writable = writable
         self.results: list[NodeResult] = []
 
     def build(self, names: set[str], failed: set[str], threads: int) -> list[NodeResult]:
         # Ctrl-C reaches only this thread; the builders learn of it at their next wait.
         stop = threading.Event()
         self.options = dataclasses.replace(
-            self.options, sleep=_interruptible(self.options.sleep, stop)
+            self.options, sleep=_interruptible(self.options.sleep, stop), should_stop=stop.is_set
         )
         with ThreadPoolExecutor(max_workers=max(threads, 1)) as pool:
             try:  # inside the pool: leaving it waits for the builders, who must know to stop
@@ -387,6 +407,9 @@ class _ModelBuilder:
                     sorter.done(name)
                 elif self.options.dry_run and self._reads_enrich(name):
                     self._finish(self._not_built(name))
+                    sorter.done(name)
+                elif not self.writable and self.project.models[name].enrich is None:
+                    self._finish(self._not_built(name, _IN_USE))
                     sorter.done(name)
                 else:
                     running[pool.submit(self._build_one, name)] = name
@@ -453,9 +476,10 @@ class _ModelBuilder:
         upstream = dag.upstream(self.project.graph(), {name})
         return any(self.project.models[n].enrich for n in upstream if n in self.project.models)
 
-    def _not_built(self, name: str) -> NodeResult:
+    def _not_built(
+        self, name: str, message: str = "not built in a dry run: it reads an enrich model"
+    ) -> NodeResult:
         model = self.project.models[name]
-        message = "not built in a dry run: it reads an enrich model"
         return NodeResult(name, "model", model.path, "unchanged", self.clock(), 0.0, message)
 
     def _skipped(self, name: str, cause: str) -> NodeResult:

@@ -7,6 +7,7 @@ The only module that imports duckdb. Statements come from :mod:`enrich.sql`; val
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -136,12 +137,15 @@ class Database:
     def adopt(cls, connection: duckdb.DuckDBPyConnection) -> Database:
         """A connection the caller opened and will close (dbt's, a notebook's): enrich never
         closes it or lets go of it, and plans in an in-memory scratch database attached to it."""
-        row = connection.execute("SELECT current_database()").fetchone()
-        db = cls(Opening(MEMORY, scratch=Path(MEMORY)), connection=connection)
-        db.path = str(row[0]) if row else MEMORY
+        row = connection.execute(_CURRENT_DATABASE).fetchone()
+        name, file = (str(row[0]), row[1]) if row else (MEMORY, None)
+        opening = Opening(MEMORY, scratch=Path(MEMORY))
+        db = cls(opening, _host_write_lock(str(file or name)), connection=connection)
+        db.path = name
         db._owned = False
         attach = sql.fill("ATTACH IF NOT EXISTS ':memory:' AS {alias}", alias=sql.SCRATCH)
-        db.execute(attach)
+        with db._write_lock:  # its other connections may be attaching it at this moment
+            db.execute(attach)
         return db
 
     def sibling(self) -> Database:
@@ -201,7 +205,7 @@ class Database:
             raise self._error(err) from err
 
     def _error(self, err: duckdb.Error) -> ExecutionError:
-        said = str(err).strip()
+        said = _words(str(err).strip())
         if isinstance(err, duckdb.OutOfMemoryException):
             limit = self.opening.memory_limit or "DuckDB's default, 80% of RAM"
             return ResourceError(
@@ -279,6 +283,39 @@ class Database:
                 )
         return self.count(name)
 
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The DuckDB connection itself, for entries that take one (:func:`enrich.enrich_query`)."""
+        return self._connection()
+
+    def copy_frame(self, table: Sequence[str], data: object, columns: Sequence[str]) -> None:
+        """Replace `table` (its parts) with `columns` of a Polars or pandas DataFrame (or any
+        Arrow object), read by DuckDB through Arrow with no Python per row, rows in their order."""
+        source = "enrich_frame_source"
+        try:
+            self._connection().register(source, data)
+            copy = "CREATE OR REPLACE TABLE {t} AS SELECT {c} FROM {s}"
+            self.execute(sql.fill(copy, t=sql.relation(table), c=columns, s=source))
+        except duckdb.Error as err:
+            raise self._error(err) from err
+        finally:
+            self._connection().unregister(source)
+
+    def pandas(self, query_sql: str) -> Any:
+        """A query's rows as a pandas DataFrame (DuckDB's ``.df()``)."""
+        try:
+            return self._connection().sql(query_sql).df()
+        except duckdb.Error as err:
+            raise self._error(err) from err
+
+    def arrow_stream(self, query_sql: str) -> Any:
+        """A query, run when read, as an Arrow C stream (``__arrow_c_stream__``): Polars reads it
+        with ``polars.DataFrame(...)`` and no pyarrow, which DuckDB's ``.pl()`` needs."""
+        try:
+            return self._connection().sql(query_sql)
+        except duckdb.Error as err:
+            raise self._error(err) from err
+
     def describe(self, query_sql: str) -> list[tuple[str, str]]:
         """The column names and DuckDB types a query returns."""
         return [(str(row[0]), str(row[1])) for row in self.fetchall(sql.describe(query_sql))]
@@ -295,6 +332,22 @@ class Database:
         with redirect_stdout(buffer):
             relation.show(max_rows=max(limit, 1), max_width=200)
         return Table(relation.columns, [str(t) for t in relation.types], rows, buffer.getvalue())
+
+
+_CURRENT_DATABASE = """
+SELECT database_name, path FROM duckdb_databases() WHERE database_name = current_database()
+"""
+
+# A host adopts one database on several connections at once (dbt's threads, each with its own
+# cursor), each through its own Database: they share the write lock of that database, found by its
+# file, as siblings do. Process-wide by necessity: the host gives enrich nothing else they share.
+_HOST_LOCKS: dict[str, threading.RLock] = {}
+_HOST_LOCKS_GUARD = threading.Lock()
+
+
+def _host_write_lock(database: str) -> threading.RLock:
+    with _HOST_LOCKS_GUARD:
+        return _HOST_LOCKS.setdefault(database, threading.RLock())
 
 
 def _open(opening: Opening) -> duckdb.DuckDBPyConnection:
@@ -323,10 +376,21 @@ def _open(opening: Opening) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def _words(said: str) -> str:
+    """DuckDB's message; some errors come as JSON (``{"exception_message": …}``)."""
+    if said.startswith("{"):
+        try:
+            return str(json.loads(said).get("exception_message", said))
+        except (ValueError, AttributeError):
+            return said
+    return said
+
+
 def _open_error(opening: Opening, err: duckdb.Error) -> ExecutionError:
-    target, said = opening.path, str(err).strip()
+    target, said = opening.path, _words(str(err).strip())
     if "Could not set lock" in said:
         holder = said.split("Conflicting lock is held in", 1)[-1].split(". See", 1)[0].strip()
+        holder = holder.split(")", 1)[0] + ")" if "(PID" in holder else holder
         return ExecutionError(
             f"{target} is held open by another process ({holder}) and stayed so for "
             f"{opening.wait_seconds:.0f} s: close it there (readers should connect with "

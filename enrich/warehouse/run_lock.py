@@ -42,3 +42,18 @@ def holding(database: str) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+@contextmanager
+def holding_if_free(database: str) -> Iterator[bool]:
+    """Hold the run lock of `database` throughout if no run holds it: yields whether it does."""
+    lock = filelock.FileLock(str(lock_path(database)), timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -70,3 +71,20 @@ def test_a_hosts_keys_are_ignored_and_unknown_keys_are_named(env: Env, tmp_path:
     assert done.rows == 2
     with pytest.raises(ProjectError, match=r"^m\.sql: config key 'unique_keys' is unknown"):
         enrich_query(con, QUERY, "labels", {"unique_keys": "id"}, where="m.sql")
+
+
+def test_connections_of_a_new_database_calling_at_once_each_get_their_answer(
+    tmp_path: Path,
+) -> None:
+    # dbt's threads: each model on its own cursor of one database, the ledger not made yet.
+    con = _connection(tmp_path)
+    cursors = [con.cursor() for _ in range(4)]
+
+    def plan(i: int) -> str:
+        options = EnrichOptions(dry_run=True)
+        done = enrich_query(cursors[i], QUERY, f"labels_{i}", CONFIG, options=options)
+        return done.message
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        said = list(pool.map(plan, range(4)))
+    assert all(m.startswith("dry run: 2 rows, 0 cached, 2 requests to send") for m in said)

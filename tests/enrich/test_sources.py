@@ -28,6 +28,21 @@ def test_going_from_offline_to_a_real_api_sends_everything_once(notes: Env) -> N
     assert len(notes.received()) == 2 * DISTINCT
 
 
+def test_switching_back_and_forth_keeps_both_sources_answers(notes: Env) -> None:
+    """Offline answers never take the place of real ones: each source's answers are kept under
+    their own request hashes, and neither uses up the other's attempts."""
+    notes.run(api=offline(notes))
+    assert submitted(notes.run(), "note_labels") == DISTINCT
+    again_offline = notes.run(api=offline(notes))
+    assert again_offline.ok and submitted(again_offline, "note_labels") == 0
+    real = notes.run()
+    assert real.ok and submitted(real, "note_labels") == 0
+    assert notes.query("SELECT count(*), count(label) FROM note_labels") == [(5, 5)]
+    assert notes.query("SELECT DISTINCT _enrich_source FROM note_labels") == [
+        (notes.server.base_url,)
+    ]
+
+
 def test_a_table_shows_only_answers_from_the_api_it_was_built_against(notes: Env) -> None:
     notes.run(api=offline(notes))
     notes.run(wait=False)  # the real batch is out: no real answer yet
