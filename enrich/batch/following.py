@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..errors import ApiError
 from . import ledger, lifecycle, request_lines
-from .client import BatchState
+from .client import OFFLINE_SOURCE, BatchState
 from .collection import collect, observe, ready
 from .lifecycle import Submission
 from .request_lines import Shard
@@ -104,8 +104,11 @@ def _poll(session: Session, delay: float) -> tuple[bool, list[tuple[Submission, 
     # Those another thread is still creating have no batch id yet.
     records = [r for r in _waiting_on(session) if r.batch_id is not None]
     with session.waiting(delay):  # polling slowly: the file is free while the API answers
-        states = [session.api().retrieve(str(r.batch_id)) for r in records]
-    for record, state in zip(records, states, strict=True):
+        found = [_retrieve(session, r) for r in records]
+    for record, state in zip(records, found, strict=True):
+        if state is None:
+            changed = True
+            continue
         if state.status in _ACCEPTED and record.node == session.job.name:
             session.accepted()
         changed = observe(session, record, state) or changed
@@ -113,6 +116,22 @@ def _poll(session: Session, delay: float) -> tuple[bool, list[tuple[Submission, 
             ended.append((record, state))
             changed = True
     return changed, ended
+
+
+def _retrieve(session: Session, record: Submission) -> BatchState | None:
+    """The batch as it is now; None when the offline server no longer has it (its folder under
+    target/ was removed): nothing of it can come back, so its requests go back to be sent, and
+    no attempt counts."""
+    try:
+        return session.api().retrieve(str(record.batch_id))
+    except ApiError as err:
+        if err.status != 404 or session.source != OFFLINE_SOURCE:
+            raise
+    session.say(
+        f"batch {record.batch_id} is gone from the offline server; its requests are sent again"
+    )
+    lifecycle.refuse(session.db, record.submission_id, session.clock(), session.options.run_id)
+    return None
 
 
 def _waiting_on(session: Session) -> list[Submission]:

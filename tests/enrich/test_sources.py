@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+import textwrap
 from pathlib import Path
 
+from enrich import cli
 from enrich.batch.client import OFFLINE_SOURCE, ApiConfig
+from enrich.warehouse.db import Database
 
 from .conftest import API_KEY, NOTES, Env, start_env, submitted
 
@@ -58,3 +62,18 @@ def test_apis_the_project_declares_interchangeable_share_answers(tmp_path: Path)
         )
         assert submitted(env.run(api=offline(env)), "note_labels") == DISTINCT
         assert submitted(env.run(), "note_labels") == 0
+
+
+def test_an_offline_batch_whose_server_state_was_removed_is_sent_again(tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    for rel, text in NOTES.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    assert cli.main(["run", "--offline", "--no-wait", "--project-dir", str(root)]) == 0
+    shutil.rmtree(root / "target" / "local-batch-api")  # `rm -rf target` while a batch was out
+    assert cli.main(["run", "--offline", "--project-dir", str(root)]) == 0
+    db = Database.connect(root / "warehouse.duckdb")
+    try:
+        assert db.fetchall("SELECT count(*), count(label) FROM note_labels") == [(5, 5)]
+    finally:
+        db.close()
