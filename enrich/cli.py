@@ -23,7 +23,7 @@ from .hosts import dbt_setup
 from .progress import ProgressDisplay
 from .project import runner, starter
 from .project.loader import require_project
-from .project.run_results import NodeResult, RunResult
+from .project.run_results import NodeResult, RunResult, Status
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -354,10 +354,8 @@ def _print_node(result: NodeResult, display: ProgressDisplay | None = None) -> N
 
 
 def _summarize(result: RunResult) -> int:
-    counts = {
-        status: len(result.by_status(status))
-        for status in ("success", "warn", "unchanged", "error", "skipped")
-    }
+    statuses: tuple[Status, ...] = ("success", "warn", "unchanged", "error", "skipped")
+    counts = {status: len(result.by_status(status)) for status in statuses}
     seconds = (result.finished_at - result.started_at).total_seconds()
     warned = f" ({counts['warn']} with warnings)" if counts["warn"] else ""
     print(

@@ -10,7 +10,9 @@ import sys
 import threading
 from pathlib import Path
 
-from .test_crash import KEY, Database, _project, api_env, serve_local
+from enrich.warehouse.db import Database
+
+from .test_crash import KEY, _project, api_env, serve_local
 
 
 def _lines(stream: object) -> queue.Queue[str]:
