@@ -34,10 +34,10 @@ OFFLINE_SOURCE = "offline"  # what `enrich run --offline` answers count as comin
 
 
 def hash_salt(source: str) -> str:
-    """What a request's hash mixes in besides what is sent: nothing for OpenAI's API, the source
-    for any other (the offline server, a local one), so their answers live beside OpenAI's in
-    the ledger instead of in their place."""
-    return "" if source.rstrip("/") == OPENAI_BASE_URL else source
+    """What a request's hash mixes in besides what is sent: for the offline server's
+    placeholders, their source, so they live beside real answers in the ledger instead of in
+    their place (switching back and forth never overwrites a paid answer); nothing otherwise."""
+    return source if source == OFFLINE_SOURCE else ""
 
 
 # How far the API's clock may be behind ours when looking back for a batch or file we created.
