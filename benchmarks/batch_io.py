@@ -70,7 +70,7 @@ COPY (
             'usage', json_object('prompt_tokens', tokens, 'completion_tokens', 20,
                                  'total_tokens', tokens + 20))) AS response,
         NULL AS error
-    FROM enrich_sends WHERE rowid BETWEEN ? AND ?
+    FROM SENDS WHERE rowid BETWEEN ? AND ?
 ) TO ? (FORMAT JSON)
 """
 
@@ -183,7 +183,10 @@ def _open(folder: Path) -> tuple[Any, Any, Any]:
     from enrich.warehouse.db import Database
 
     project = load_project(folder)
-    db = Database.connect(project.settings.database_path, project.settings.memory_limit)
+    scratch = project.settings.target_path / "enrich" / "scratch-bench.duckdb"
+    db = Database.connect(
+        project.settings.database_path, project.settings.memory_limit, scratch=scratch
+    )
     ledger.migrate(db)
     model = project.models["movie_categories"]
     return project, model, db
@@ -211,9 +214,12 @@ def setup(folder: Path, rows: int) -> None:
 
 def _answer(db: Any, folder: Path, shards: Any) -> None:
     """An output file per shard, answering every request in it."""
+    from enrich.warehouse import sql
+
     for shard in shards:
         path = folder / "outputs" / f"{shard.index}.jsonl"
-        db.execute(OUTPUTS, [shard.first, shard.last, str(path)])
+        sends = sql.work_table("movie_categories", "sends").text
+        db.execute(OUTPUTS.replace("SENDS", sends), [shard.first, shard.last, str(path)])
 
 
 def _task(index: Any, system_prompt: str, description: str) -> dict[str, Any]:
@@ -406,7 +412,7 @@ def enrich_load(folder: Path, rows: int) -> dict[str, float]:
             created_at=_now(),
             run_id="bench",
         )
-        lifecycle.record(db, record, (shard.first, shard.last), rules)
+        lifecycle.record(db, record, (shard.first, shard.last, shard.ledger_end), rules)
         lifecycle.created(db, record.submission_id, f"batch_{shard.index}", "completed", _now())
         records.append(record)
     parts = {"read and classify": 0.0, "ledger": 0.0}
@@ -420,7 +426,7 @@ def enrich_load(folder: Path, rows: int) -> dict[str, float]:
         parts["ledger"] += time.perf_counter() - read
     started = time.perf_counter()
     with db.transaction():
-        loaded = batch_results.build_target(db, spec, False, "")
+        loaded = batch_results.build_target(db, spec, False, "", (spec.name,))
     parts["typed table"] = time.perf_counter() - started
     db.close()
     if loaded != rows:
