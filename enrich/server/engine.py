@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import random
 import secrets
 import string
 import threading
@@ -18,15 +17,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..batch.tokens import estimate_prompt
+from . import bulk_replies
 from .bodies import BodyCheck
+from .bulk import Bulk, Work
+from .bulk_replies import Answer
 from .clock import Clock
 from .config import Faults, ServerConfig
 from .objects import batch_object, check_create, file_object, page, public_file
-from .outcomes import distort, gone, line_faults, result_line, succeeded, usage
+from .offline import respond as offline_respond
+from .outcomes import distort, gone, line_faults, usage
 from .replies import ApiError, LineError, Reply, error_reply
 from .store import Store, body_hash
-from .validation import validate
 
 Respond = Callable[[str, Mapping[str, Any], float], Reply]
 
@@ -37,7 +38,8 @@ _EXPIRED = LineError(
     "batch_expired", "This request could not be executed before the completion window expired."
 )
 _CANCELLED = LineError("batch_cancelled", "The batch was cancelled before this request executed.")
-_TIMEOUT = LineError("request_timeout", "The underlying call to the model timed out.")
+_TIMEOUT = bulk_replies.TIMEOUT
+_SERVER_ERROR = "The server had an error while processing your request."
 
 
 def new_file_id() -> str:
@@ -53,21 +55,25 @@ class Engine:
         self.faults = config.faults
         self.bodies = BodyCheck()  # a body the API would refuse never reaches the responder
         self.store = Store(config.data_dir)
+        # The offline responder's answers come from SQL for whole shapes of requests at once.
+        self.sql_answers = respond is offline_respond
+        self.bulk = Bulk(self.store)
         self._lock = threading.RLock()
         self._pool = ThreadPoolExecutor(max_workers=max(config.concurrency, 1))
         self._files = {f["id"]: f for f in self.store.files()}
         self._batches = {r["batch"]["id"]: r for r in self.store.batches()}
         for record in self._batches.values():
-            record["executed"] = len(self.store.results(record["batch"]["id"]))
+            record["executed"] = self.store.count_results(record["batch"]["id"])
         seqs = [r["seq"] for r in self._batches.values()] + [
             f.get("_seq", 0) for f in self._files.values()
         ]
         self._seq = max(seqs, default=0)
-        self._lines: dict[str, list[dict[str, Any]]] = {}
 
     def close(self) -> None:
-        """Stop the worker threads."""
+        """Stop the worker threads and let go of the lines in flight."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            self.bulk.close()
 
     def set_faults(self, **changes: Any) -> Faults:
         """Switch faults on or off from now on; returns the faults in force."""
@@ -178,7 +184,8 @@ class Engine:
     def create_batch(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Create a batch in ``validating``; bad parameters are a 400, bad lines fail it later."""
         check_create(params)
-        now = int(self.clock())
+        exact = self.clock()
+        now = int(exact)
         with self._lock:
             self._seq += 1
             # A batch takes at most one forced failure, so queued faults fail batches in turn.
@@ -195,7 +202,9 @@ class Engine:
                 "executed": 0,
                 "tokens": 0,
                 "line_faults": {},
-                "at": {},  # exact server times of each step; the Batch's timestamps round down
+                # Exact server times of each step (the Batch's timestamps round down), and when a
+                # retrieve first showed the batch ended ("seen"): the server's record of scheduling.
+                "at": {"created": exact},
                 "retrieves": 0,
                 "null_polls_left": 0,
                 "output_expires_after": (params.get("output_expires_after") or {}).get("seconds"),
@@ -210,6 +219,8 @@ class Engine:
             self.tick()
             record = self._visible(batch_id)
             record["retrieves"] += 1
+            if record["batch"]["status"] not in ACTIVE:
+                record["at"].setdefault("seen", self.clock())
             batch = dict(record["batch"])
             if batch["status"] == "completed" and record["null_polls_left"] > 0:
                 record["null_polls_left"] -= 1
@@ -305,29 +316,28 @@ class Engine:
             return self._fail(record, at, [_missing_input(batch["input_file_id"])])
         if record.get("force_invalid_file"):  # absent from batches stored by older servers
             return self._fail(record, at, [_unreadable_input(source["id"])])
-        checked = validate(
-            self.store.file_path(source["id"]).read_bytes(), batch["endpoint"], self.config.limits
-        )
-        if checked.errors:
-            return self._fail(record, at, checked.errors)
-        tokens = sum(estimate_prompt(line["body"]) for line in checked.lines)
-        model = str(checked.lines[0]["body"]["model"])
+        path, limits = self.store.file_path(source["id"]), self.config.limits
+        loaded = self.bulk.load(batch["id"], path, batch["endpoint"], limits)
+        if loaded.errors:
+            return self._fail(record, at, loaded.errors)
+        model, tokens = loaded.model, loaded.tokens
         if record["force_token_limit"] or self._over_token_limit(model, tokens):
-            limit = self.config.limits.enqueued_token_limit or tokens
-            return self._fail(record, at, [_token_limit(model, limit)])
-        self._lines[batch["id"]] = checked.lines
+            self.bulk.forget(batch["id"])
+            return self._fail(
+                record, at, [_token_limit(model, limits.enqueued_token_limit or tokens)]
+            )
         record["at"]["in_progress"] = at
         record.update(
-            lines=len(checked.lines),
+            lines=loaded.lines,
             tokens=tokens,
             model=model,
-            line_faults=line_faults(record, len(checked.lines), self.config.seed),
+            line_faults=line_faults(record, loaded.lines, self.config.seed),
         )
         batch.update(
             status="in_progress",
             in_progress_at=int(at),
             model=model,
-            request_counts={"total": len(checked.lines), "completed": 0, "failed": 0},
+            request_counts={"total": loaded.lines, "completed": 0, "failed": 0},
         )
 
     def _over_token_limit(self, model: str, tokens: int) -> bool:
@@ -370,34 +380,34 @@ class Engine:
             last = min(last, first + 4 * max(self.config.concurrency, 1))
         if last <= first:
             return
-        batch_id = record["batch"]["id"]
-        lines = self._input_lines(record)[first:last]
-        url = record["batch"]["endpoint"]
-        kinds = [record["line_faults"].get(str(i)) for i in range(first, last)]
-        status = int(record["faults"]["fail_status"])
-        outcomes = list(
-            self._pool.map(
-                lambda line, kind: self._answer(url, line, kind, status, now), lines, kinds
-            )
+        batch = record["batch"]
+        self._ensure(record)
+        url, status = batch["endpoint"], int(record["faults"]["fail_status"])
+        kinds = {
+            int(i): kind for i, kind in record["line_faults"].items() if first <= int(i) < last
+        }
+        fail = error_reply(status, _SERVER_ERROR, None, None) if kinds else None
+        work = Work(
+            kinds,
+            plan=lambda shape: self._plan(url, shape, fail, now),
+            answer=lambda lines: list(
+                self._pool.map(lambda x: self._answer(url, x[0], x[1], status, now), lines)
+            ),
         )
-        results = [
-            result_line(line, outcome) for line, outcome in zip(lines, outcomes, strict=True)
-        ]
-        self.store.log_executions(
-            {
-                "batch_id": batch_id,
-                "custom_id": line["custom_id"],
-                "body_sha256": body_hash(line["body"]),
-            }
-            for line in lines
-        )
-        self.store.append_results(batch_id, results)
+        ok, ran = self.bulk.execute(batch["id"], first, last, work)
         record["executed"] = last
-        counts = record["batch"]["request_counts"]
-        ok = sum(1 for r in results if succeeded(r))
-        counts.update(
-            completed=counts["completed"] + ok, failed=counts["failed"] + len(results) - ok
-        )
+        counts = batch["request_counts"]
+        counts.update(completed=counts["completed"] + ok, failed=counts["failed"] + ran - ok)
+
+    def _plan(
+        self, url: str, shape: Mapping[str, Any], fail: Reply | None, now: float
+    ) -> Answer | None:
+        """SQL answering every line of this shape, when the offline responder answers and the
+        API would accept it (a refused body is answered line by line, with its own error);
+        `fail` is the reply of a ``fail`` fault, None when no line has a fault."""
+        if not self.sql_answers or self.bodies.check(url, shape) is not None:
+            return None
+        return bulk_replies.answer(url, shape, self.respond(url, shape, now), fail, now)
 
     def _answer(
         self, url: str, line: Mapping[str, Any], kind: str | None, fail_status: int, now: float
@@ -407,84 +417,66 @@ class Engine:
         if refused is not None:
             return refused
         if kind == "fail":
-            return error_reply(
-                fail_status, "The server had an error while processing your request.", None, None
-            )
+            return error_reply(fail_status, _SERVER_ERROR, None, None)
         if kind == "timeout":
             return _TIMEOUT
         if kind == "zero":
             return Reply(0, {})
         return distort(kind, self.respond(url, line["body"], now))
 
-    def _input_lines(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+    def _ensure(self, record: dict[str, Any]) -> None:
+        """The batch's lines, read again after a restart."""
         batch = record["batch"]
-        if batch["id"] not in self._lines:
-            content = self.store.file_path(batch["input_file_id"]).read_bytes()
-            self._lines[batch["id"]] = validate(
-                content, batch["endpoint"], self.config.limits
-            ).lines
-        return self._lines[batch["id"]]
+        path = self.store.file_path(batch["input_file_id"])
+        self.bulk.ensure(batch["id"], path, batch["endpoint"], self.config.limits)
 
     def _finish(self, record: dict[str, Any], status: str, at: float) -> None:
         batch, faults = record["batch"], record["faults"]
-        results = self.store.results(batch["id"])
-        missing = _EXPIRED if status == "expired" else _CANCELLED
-        pending = self._input_lines(record)[record["executed"] :] if record["lines"] else []
-        unrun = [result_line(line, missing) for line in pending]
-        rng = random.Random(f"{self.config.seed}:{batch['id']}")
-        output = [r for r in results if succeeded(r)]
-        errors = [r for r in results if not succeeded(r)] + unrun
-        rng.shuffle(output)
-        rng.shuffle(errors)
-        output = output[round(len(output) * faults["lost_fraction"]) :]
-        garbage = (
-            ['{"id": "batch_req_broken", "custom_id": "']
-            if faults["malformed_output_line"] and output
-            else []
+        if record["lines"]:
+            self._ensure(record)
+        output_id, error_id = new_file_id(), new_file_id()
+        done = self.bulk.finish(
+            batch["id"],
+            (record["executed"], record["lines"]),
+            _EXPIRED if status == "expired" else _CANCELLED,
+            faults["lost_fraction"],
+            f"{self.config.seed}:{batch['id']}",
+            (self.store.file_path(output_id), self.store.file_path(error_id)),
         )
+        if faults["malformed_output_line"] and done.completed:
+            with self.store.file_path(output_id).open("a") as out:
+                out.write('{"id": "batch_req_broken", "custom_id": "\n')
         expiry = record["output_expires_after"] or THIRTY_DAYS
-        output_id = self._write_output(batch["id"], "output", output, garbage, at, expiry)
-        error_id = self._write_output(batch["id"], "error", errors, [], at, expiry)
-        if error_id is None and faults["empty_error_file_id"]:
-            error_id = ""
-        counts = {
-            "total": record["lines"],
-            "completed": len(output),
-            "failed": len(errors) - len(unrun),
-        }
+        output = self._register(output_id, f"{batch['id']}_output.jsonl", at, expiry)
+        errors = self._register(error_id, f"{batch['id']}_error.jsonl", at, expiry)
+        if errors is None and faults["empty_error_file_id"]:
+            errors = ""
+        counts = {"total": record["lines"], "completed": done.completed, "failed": done.failed}
         if faults["wrong_request_counts"]:
             counts = {"total": record["lines"], "completed": record["lines"], "failed": 0}
         batch.update(
             status=status,
-            output_file_id=output_id,
-            error_file_id=error_id,
+            output_file_id=output,
+            error_file_id=errors,
             request_counts=counts,
-            usage=usage(output),
+            usage=usage(done.prompt_tokens, done.completion_tokens),
             **{f"{status}_at": int(at)},
         )
+        record["at"].update({status: at, "written": self.clock()})
         record["null_polls_left"] = faults["null_output_polls"] if status == "completed" else 0
-        self._lines.pop(batch["id"], None)
+        self.bulk.forget(batch["id"])
 
-    def _write_output(
-        self,
-        batch_id: str,
-        kind: str,
-        lines: list[dict[str, Any]],
-        raw: list[str],
-        at: float,
-        expiry: int,
-    ) -> str | None:
-        if not lines:
+    def _register(self, file_id: str, filename: str, at: float, expiry: int) -> str | None:
+        """The File object of an output file written at its place, if it was written."""
+        path = self.store.file_path(file_id)
+        if not path.exists():
             return None
-        data = "".join(json.dumps(line) + "\n" for line in lines) + "".join(r + "\n" for r in raw)
-        content = data.encode()
         self._seq += 1
-        meta = file_object(
-            new_file_id(), f"{batch_id}_{kind}.jsonl", "batch_output", len(content), int(at), expiry
-        )
-        self.store.put_file(meta | {"_seq": self._seq}, data=content)
-        self._files[meta["id"]] = meta | {"_seq": self._seq}
-        return str(meta["id"])
+        size = path.stat().st_size
+        meta = file_object(file_id, filename, "batch_output", size, int(at), expiry)
+        self.store.put_file_meta(meta | {"_seq": self._seq})
+        self._files[file_id] = meta | {"_seq": self._seq}
+        return file_id
 
 
 def _file_error(code: str, message: str, param: str | None = None) -> dict[str, Any]:

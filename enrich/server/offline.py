@@ -11,7 +11,6 @@ import base64
 import hashlib
 import json
 import math
-import random
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -213,7 +212,9 @@ def _embeddings(body: Mapping[str, Any]) -> Reply:
         {
             "object": "embedding",
             "index": i,
-            "embedding": _vector(json.dumps(x), dimensions, as_base64),
+            "embedding": _encoded(
+                vector(x if isinstance(x, str) else json.dumps(x), dimensions), as_base64
+            ),
         }
         for i, x in enumerate(inputs)
     ]
@@ -222,11 +223,18 @@ def _embeddings(body: Mapping[str, Any]) -> Reply:
     return Reply(200, {"object": "list", "data": data, "model": body["model"], "usage": usage})
 
 
-def _vector(text: str, dimensions: int, as_base64: bool) -> list[float] | str:
-    rng = random.Random(_digest(text))
-    raw = [rng.gauss(0.0, 1.0) for _ in range(dimensions)]
+def vector(text: str, dimensions: int) -> list[float]:
+    """A unit vector chosen by `text`: a sine wave whose frequency and phase come from its sha256
+    (:func:`.bulk_replies.vector_sql` is the same in SQL)."""
+    digest = _digest(text)
+    frequency = int(digest[:8], 16) / 2**32 * 1000 + 1
+    phase = int(digest[8:16], 16) / 2**32 * 6.283185307179586
+    raw = [math.sin((k + 1) * frequency + phase) for k in range(dimensions)]
     norm = math.sqrt(sum(v * v for v in raw)) or 1.0
-    vector = [v / norm for v in raw]
+    return [v / norm for v in raw]
+
+
+def _encoded(vector: list[float], as_base64: bool) -> list[float] | str:
     if as_base64:
-        return base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
     return vector

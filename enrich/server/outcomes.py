@@ -10,6 +10,8 @@ from typing import Any
 
 from .replies import LineError, Reply
 
+REFUSAL = "I'm sorry, but I can't help with that request."
+
 
 def gone(record: Mapping[str, Any]) -> bool:
     after = record["faults"]["disappear_after_polls"]
@@ -46,7 +48,7 @@ def distort(kind: str | None, reply: Reply) -> Reply:
         message["content"] = text[: max(1, len(text) // 2)]
         body["choices"][0]["finish_reason"] = "length"
     elif kind == "refusal":
-        message.update(content=None, refusal="I'm sorry, but I can't help with that request.")
+        message.update(content=None, refusal=REFUSAL)
     return Reply(200, body)
 
 
@@ -70,11 +72,9 @@ def succeeded(line: Mapping[str, Any]) -> bool:
     return isinstance(response, Mapping) and response.get("status_code") == 200
 
 
-def usage(lines: list[dict[str, Any]]) -> dict[str, Any]:
-    totals = [line["response"]["body"].get("usage") or {} for line in lines]
-    # Chat and embeddings count prompt/completion tokens; the Responses API input/output tokens.
-    prompt = sum(int(u.get("prompt_tokens", u.get("input_tokens", 0))) for u in totals)
-    completion = sum(int(u.get("completion_tokens", u.get("output_tokens", 0))) for u in totals)
+def usage(prompt: int, completion: int) -> dict[str, Any]:
+    """A Batch's ``usage``: the tokens of its answered lines (chat and embeddings count prompt and
+    completion tokens, the Responses API input and output tokens)."""
     return {
         "input_tokens": prompt,
         "input_tokens_details": {"cached_tokens": 0},

@@ -103,12 +103,18 @@ def _string(schema: Mapping[str, Any], text: str, key: str) -> Any:
 
 
 def _integer(schema: Mapping[str, Any], text: str, key: str) -> Any:
+    first, last, step = integer_range(schema)
+    return (first + pick(text + key, last - first + 1)) * step
+
+
+def integer_range(schema: Mapping[str, Any]) -> tuple[int, int, int]:
+    """An integer schema's values as ``(first, last, step)``: from ``first * step`` to
+    ``last * step``."""
     low, high = _bounds(schema)
     low = math.floor(low) + 1 if "exclusiveMinimum" in schema else math.ceil(low)
     high = math.ceil(high) - 1 if "exclusiveMaximum" in schema else math.floor(high)
     step = int(schema.get("multipleOf", 1)) or 1
-    first, last = math.ceil(low / step), math.floor(high / step)
-    return (first + pick(text + key, last - first + 1)) * step
+    return math.ceil(low / step), math.floor(high / step), step
 
 
 def _number(schema: Mapping[str, Any], text: str, key: str) -> Any:

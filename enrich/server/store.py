@@ -3,7 +3,11 @@
 Layout: ``files/<id>.json`` (the File object) and ``files/<id>.bin`` (its bytes);
 ``batches/<id>.json`` (the Batch object and the server's notes on it) and
 ``batches/<id>.results.jsonl`` (one line per executed request, appended as they run);
-``executions.jsonl`` (every request the responder was asked to run: the server's own record).
+``executions.jsonl`` (every request the responder was asked to run: the server's own record; the
+body's hash is over its canonical JSON, sorted keys, for synchronous requests and the batch lines
+DuckDB cannot read, and over the body's JSON as DuckDB writes it, keys in the order sent, for the
+other batch lines);
+``scratch/`` (work files of the batches in flight).
 """
 
 from __future__ import annotations
@@ -60,24 +64,42 @@ class Store:
         for path in (self.root / "batches").glob("*.json"):
             yield json.loads(path.read_text())
 
-    def append_results(self, batch_id: str, lines: Iterable[Mapping[str, Any]]) -> None:
-        """Record executed request lines of a batch."""
-        _append_lines(self.root / "batches" / f"{batch_id}.results.jsonl", lines)
+    def results_path(self, batch_id: str) -> Path:
+        """Where the executed request lines of a batch are, one result line each."""
+        return self.root / "batches" / f"{batch_id}.results.jsonl"
 
-    def results(self, batch_id: str) -> list[dict[str, Any]]:
-        """The executed request lines of a batch, in execution order."""
-        path = self.root / "batches" / f"{batch_id}.results.jsonl"
+    def count_results(self, batch_id: str) -> int:
+        """How many request lines of a batch have been executed."""
+        path = self.results_path(batch_id)
         if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            return 0
+        with path.open("rb") as lines:
+            return sum(1 for line in lines if line.strip())
+
+    @property
+    def executions_path(self) -> Path:
+        """The record of every request run: batch id, custom_id and body hash, one a line."""
+        return self.root / "executions.jsonl"
 
     def log_executions(self, entries: Iterable[Mapping[str, Any]]) -> None:
         """Append to the record of every request run (batch id, custom_id, body hash)."""
-        _append_lines(self.root / "executions.jsonl", entries)
+        _append_lines(self.executions_path, entries)
+
+    def append_file(self, target: Path, part: Path) -> None:
+        """Append the lines in file `part` to `target`, flushed to disk, and delete `part`."""
+        with part.open("rb") as source, target.open("ab") as out:
+            shutil.copyfileobj(source, out, 1024 * 1024)
+            out.flush()
+            os.fsync(out.fileno())
+        part.unlink()
+
+    def put_file_meta(self, meta: Mapping[str, Any]) -> None:
+        """Store the File object of bytes already written at :meth:`file_path`."""
+        _write_json(self.root / "files" / f"{meta['id']}.json", meta)
 
     def executions(self) -> list[dict[str, Any]]:
         """Every request run so far."""
-        path = self.root / "executions.jsonl"
+        path = self.executions_path
         if not path.exists():
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

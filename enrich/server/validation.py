@@ -94,14 +94,14 @@ def _check_line(
         (not isinstance(body, dict), "invalid_request", "The body must be a JSON object.", "body"),
     ]
     if isinstance(body, dict):
-        checks += _body_checks(body, endpoint, limits)
+        checks += body_checks(body, endpoint, limits)
     for failed, code, message, param in checks:
         if failed:
             result.fail(code, message, param, number)
     return len(result.errors) == before
 
 
-def _body_checks(
+def body_checks(
     body: Mapping[str, Any], endpoint: str, limits: Limits
 ) -> list[tuple[bool, str, str, str]]:
     model = body.get("model")
