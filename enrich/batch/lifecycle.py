@@ -157,8 +157,9 @@ def move(db: Database, name: str, now: datetime, **values: Any) -> int:
 # Claiming: requests of rows first..last of the model's ``sends`` that are still claimable move to
 # `submitting` in this submission; hashes the ledger has never seen are inserted as such.
 # Requests the ledger had at planning are claimed by their ledger row (in row order: the update
-# costs in proportion to the shard); new ones are inserted unless another model or thread has
-# inserted them since, which can only be beyond where the ledger ended at planning.
+# costs in proportion to the shard); new ones are inserted unless another model has inserted them
+# since, which can only be beyond where the ledger ended at planning (this model's own inserts
+# since are other requests: leaving them out keeps the check small as a run goes on).
 _CLAIM_KNOWN = f"""
 UPDATE _enrich.requests AS q SET
     node = $node, row_key = s.row_key, status = 'submitting', submission_id = $submission,
@@ -175,7 +176,7 @@ SELECT s.request_hash, $node, $endpoint, $model, s.row_key, 'submitting', 0, $su
        s.tokens, $run_id, $now
 FROM (SELECT request_hash, tokens, row_key FROM {sends}
       WHERE rowid BETWEEN $first AND $last AND ledger_row IS NULL) AS s
-ANTI JOIN (SELECT request_hash FROM _enrich.requests WHERE rowid >= $ledger_end)
+ANTI JOIN (SELECT request_hash FROM _enrich.requests WHERE rowid >= $ledger_end AND node <> $node)
     USING (request_hash)
 """
 
