@@ -222,8 +222,8 @@ def _answer(db: Any, folder: Path, shards: Any) -> None:
         db.execute(OUTPUTS.replace("SENDS", sends), [shard.first, shard.last, str(path)])
 
 
-def _task(index: Any, system_prompt: str, description: str) -> dict[str, Any]:
-    """The cookbook's task dict, as it writes it."""
+def cookbook_task(index: Any, system_prompt: str, description: str) -> dict[str, Any]:
+    """The cookbook's task dict, as it writes it (whole_run.py uses it too)."""
     return {
         "custom_id": f"task-{index}",
         "method": "POST",
@@ -260,7 +260,7 @@ def cookbook_build(folder: Path, rows: int) -> None:
     df = _source(folder).df()
     tasks = []
     for index, row in df.iterrows():
-        tasks.append(_task(index, system_prompt, row["prompt"]))
+        tasks.append(cookbook_task(index, system_prompt, row["prompt"]))
     _write_tasks(tasks, folder / "cookbook_tasks.jsonl")
 
 
@@ -270,7 +270,7 @@ def rowloop_build(folder: Path, rows: int) -> None:
     df = _source(folder).pl()
     tasks = []
     for row in df.iter_rows(named=True):
-        tasks.append(_task(row["id"], system_prompt, row["prompt"]))
+        tasks.append(cookbook_task(row["id"], system_prompt, row["prompt"]))
     _write_tasks(tasks, folder / "rowloop_tasks.jsonl")
 
 

@@ -46,6 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from batch_io import cookbook_task  # this folder is on sys.path: scripts run from it
+
 ROOT = Path(__file__).resolve().parents[1]
 TIME_SCALE = 100_000
 API_KEY = "sk-bench-local"
@@ -290,30 +292,12 @@ def _outputs_for_cookbook(data: Path, target: Path, rows: int) -> None:
 # The cookbook's code, in a child process.
 
 
-def _cookbook_task(index: int, system_prompt: str, description: str) -> dict[str, Any]:
-    """The cookbook's task dict, as it writes it."""
-    return {
-        "custom_id": f"task-{index}",
-        "method": "POST",
-        "url": "/v1/chat/completions",
-        "body": {
-            "model": "gpt-4o-mini",
-            "temperature": 0.1,
-            "response_format": {"type": "json_object"},
-            "messages": [
-                {"role": "system", "content": system_prompt},
-                {"role": "user", "content": description},
-            ],
-        },
-    }
-
-
 def cookbook_build(folder: Path) -> None:
     """The cookbook's loop: a task dict per row, json.dumps each into a JSONL file."""
     system_prompt = (folder / "prompt.md").read_text()
     with (folder / "rows.csv").open(newline="") as source:
         rows = list(csv.DictReader(source))
-    tasks = [_cookbook_task(i, system_prompt, row["overview"]) for i, row in enumerate(rows)]
+    tasks = [cookbook_task(i, system_prompt, row["overview"]) for i, row in enumerate(rows)]
     with (folder / "cookbook_tasks.jsonl").open("w") as file:
         for obj in tasks:
             file.write(json.dumps(obj) + "\n")

@@ -96,22 +96,30 @@ def test_a_scratch_file_left_by_a_killed_run_is_swept(notes: Env) -> None:
     assert list(folder.glob("scratch-*")) == []
 
 
-def test_opening_waits_for_a_reader_to_let_go(tmp_path: Path) -> None:
-    path = tmp_path / "w.duckdb"
+def _holder(path: Path, read_only: bool) -> subprocess.Popen[str]:
+    """Another process that opens the database at `path` (made here) and holds it until its
+    stdin closes."""
     Database.connect(path).close()
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
+            "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == '1'); "
             "print('held', flush=True); sys.stdin.read()",
             str(path),
+            "1" if read_only else "0",
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_opening_waits_for_a_reader_to_let_go(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    holder = _holder(path, read_only=True)
     pauses: list[float] = []
 
     def sleep(seconds: float) -> None:  # the reader finishes while we wait
@@ -129,21 +137,8 @@ def test_opening_waits_for_a_reader_to_let_go(tmp_path: Path) -> None:
 
 def test_a_reader_that_never_lets_go_is_named(tmp_path: Path) -> None:
     path = tmp_path / "w.duckdb"
-    Database.connect(path).close()
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
-            "print('held', flush=True); sys.stdin.read()",
-            str(path),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = _holder(path, read_only=False)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         pauses: list[float] = []
         with pytest.raises(ExecutionError) as raised:
             Database.connect(path, wait_seconds=2.0, sleep=pauses.append)
