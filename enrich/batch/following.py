@@ -64,7 +64,7 @@ def choose(session: Session) -> list[Shard]:
     """The requests to send now, in shards (see :func:`request_lines.plan_sends`)."""
     assert session.frame is not None
     return request_lines.plan_sends(
-        session.db, session.spec, session.frame, session.job.batch, session.rules
+        session.db, session.spec, session.frame, session.batch, session.rules
     )
 
 
@@ -74,17 +74,19 @@ def _resends(session: Session, submission_id: str) -> list[Shard]:
         session.db,
         session.spec,
         session.frame,
-        session.job.batch,
+        session.batch,
         session.rules,
         submission_id,
     )
 
 
 def _submit_fitting(session: Session) -> None:
-    limit = session.job.batch.token_limit(session.spec.model)
+    limit, most = session.batch.token_limit(session.spec.model), session.batch.batches_in_flight
     while session.shards:
         in_flight = ledger.tokens_in_flight(session.db, session.spec.model)
         if not _may_submit(session, session.shards[0], in_flight, limit):
+            return
+        if most is not None and len(_waiting_on(session)) >= most:
             return
         session.check_stop()
         submit(session, session.shards.pop(0))
@@ -140,7 +142,7 @@ def _waiting_on(session: Session) -> list[Submission]:
 
 
 def _check_token_wait(session: Session) -> None:
-    since, limit = session.blocked_since, session.job.batch.token_limit_wait_seconds
+    since, limit = session.blocked_since, session.batch.token_limit_wait_seconds
     if since is None or not session.shards:
         return
     waited = (session.clock() - since).total_seconds()

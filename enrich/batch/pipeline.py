@@ -50,6 +50,54 @@ PREVIEW_STEPS = ("planned", "answered")
 Step = Callable[[Session], Done | None]
 
 
+def _skip_if_settled(session: Session) -> Done | None:
+    """Stop before planning anything when the model's last build left every row answered and
+    nothing it depends on moved since: the same rows, prompt, output and API (one scan of the
+    query, no request built), its table still there, and a ledger no run has written to. A
+    no-change refresh then costs a scan, not the hashing of every request."""
+    options, db, job = session.options, session.db, session.job
+    if options.dry_run:
+        return None
+    found = request_lines.inputs(db, job.sql, session.spec, session.salt)
+    spec = session.spec
+    session.starting = (
+        ":".join((found.digest, session.source, ".".join(job.relation), ",".join(spec.unique_key)))
+        + f":{spec.keep_removed}:{spec.max_attempts}"
+    )
+    if options.resend or options.full_refresh:
+        return None
+    last = ledger.settled(db, job.name)
+    if last != f"{session.starting}|{ledger.ledger_mark(db)}":
+        return None
+    if db.relation_kind(*reversed(job.relation)) != "base table":
+        return None
+    return _settled(session, found.rows)
+
+
+def _settled(session: Session, rows: int) -> Done:
+    now = session.clock()
+    figures = ledger.RunFigures(
+        run_id=session.options.run_id,
+        node=session.job.name,
+        started_at=session.started,
+        finished_at=now,
+        rows=rows,
+        requests_submitted=0,
+        rows_cached=rows,
+        rows_succeeded=rows,
+        rows_failed=0,
+        rows_pending=0,
+        prompt_tokens=0,
+        completion_tokens=0,
+        estimated_cost_usd=0.0,
+        cost_usd=0.0,
+    )
+    ledger.record_run(session.db, figures)
+    message = f"{rows} rows: {rows} cached, 0 sent, {rows} succeeded, 0 failed, 0 pending"
+    extra = {k: v for k, v in vars(figures).items() if k not in _NOT_REPORTED}
+    return Done(rows, message, extra | {"batch_ids": [], "settled": True})
+
+
 def _read_rows(session: Session) -> None:
     session.frame = request_lines.plan_rows(
         session.db, session.job.sql, session.spec, salt=session.salt
@@ -107,6 +155,7 @@ def _build_target(session: Session) -> None:
     existed = db.relation_kind(*reversed(target))
     made_of = answers.fingerprint(db, session.spec, session.frame.digest, session.source)
     made_of += ":" + ".".join(target)
+    session.mark = ledger.ledger_mark(db)
     unchanged = ledger.target_fingerprint(db, name) == made_of
     if existed == "base table" and unchanged and not session.options.full_refresh:
         return  # nothing it is made of changed: a no-change refresh writes nothing
@@ -143,6 +192,9 @@ def _report(session: Session) -> Done:
         cost_usd=spent,
     )
     ledger.record_run(session.db, figures)
+    answered = after.succeeded == after.rows and session.starting is not None
+    settled = f"{session.starting}|{session.mark}" if answered else None
+    ledger.record_settled(session.db, session.job.name, settled)
     sent = "sent again" if session.options.resend else "sent"
     message = (
         f"{after.rows} rows: {after.cached} cached, {session.submitted} {sent}, "
@@ -173,6 +225,7 @@ def _judge(session: Session, failed: int, rows: int) -> tuple[Verdict, str]:
 _NOT_REPORTED = frozenset({"run_id", "node", "started_at", "finished_at"})
 
 BUILD: tuple[Step, ...] = (
+    _skip_if_settled,
     _read_rows,
     _recover,
     _choose,

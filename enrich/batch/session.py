@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from typing import Literal
 from ..errors import Interrupted
 from ..warehouse.db import Database
 from . import request_lines
-from .client import ApiConfig, BatchClient, BatchState, hash_salt
+from .client import OFFLINE_SOURCE, ApiConfig, BatchClient, BatchState, hash_salt
 from .costs import Price
 from .lifecycle import Rules
 from .options import EnrichEvent, EnrichOptions
@@ -29,6 +30,8 @@ INTERRUPTED = (
 # more than the wait, and a reader waiting on us (they retry) waits no longer than this.
 LONG_WAIT_SECONDS = 2.0
 LARGE_TRANSFER_LINES = 10_000  # an upload or download of this many lines takes a while
+NO_TOKEN_LIMIT = 2**62
+OFFLINE_SHARD_LINES = 10_000
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,8 @@ class Session:
     client: BatchClient | None = None
     output_waits: dict[str, datetime] = field(default_factory=dict)  # batch id: first seen bare
     preview_limit: int | None = None  # a preview answers this many first rows, synchronously
+    starting: str | None = None  # what this build starts from (see pipeline._skip_if_settled)
+    mark: str | None = None  # where the ledger stood when the table was built from it
 
     @property
     def spec(self) -> EnrichSpec:
@@ -127,6 +132,21 @@ class Session:
     def source(self) -> str:
         """The API this build's answers come from (see :meth:`Job.source`)."""
         return self.job.source(self.options.api or ApiConfig.from_env())
+
+    @property
+    def batch(self) -> BatchSettings:
+        """How this build shards and follows. The offline server has no enqueued-token limit: a
+        tier's budget would only chop offline work into many small batches, each paying its own
+        round of calls and statements. Offline shards are capped by lines instead, two at a time,
+        since the server in this process holds the lines of its batches in memory."""
+        if self.source != OFFLINE_SOURCE:
+            return self.job.batch
+        return dataclasses.replace(
+            self.job.batch,
+            enqueued_tokens={"default": NO_TOKEN_LIMIT},
+            max_lines=min(self.job.batch.max_lines, OFFLINE_SHARD_LINES),
+            batches_in_flight=2,
+        )
 
     @property
     def salt(self) -> str:

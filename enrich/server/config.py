@@ -25,6 +25,11 @@ class Timing:
     window: float = 86_400.0  # the 24h completion window
 
     @classmethod
+    def instant(cls) -> Timing:
+        """No delay at all: a batch has ended by the first look at it (``--offline``)."""
+        return cls(validating=0.0, finalizing=0.0, cancelling=0.0)
+
+    @classmethod
     def realistic(cls) -> Timing:
         """Delays like the real API's: seconds to validate, minutes to run, a long finalize."""
         return cls(validating=3.0, per_line=0.1, finalizing=120.0, cancelling=60.0)

@@ -112,6 +112,7 @@ def offline(project_dir: str | Path, clock: Clock | None = None) -> Iterator[Run
     config = ServerConfig(
         data_dir=Path(project_dir) / "target" / "local-batch-api",
         api_key="sk-offline-" + secrets.token_hex(12),
+        timing=Timing.instant(),
     )
     with serve_in_thread(config, clock) as running:
         yield running

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .conftest import Env, submitted
+from .conftest import Env, node, submitted
 
 
 def _mark(env: Env) -> None:
@@ -47,3 +47,59 @@ def test_a_dropped_table_is_built_again(notes: Env) -> None:
     assert db_rows == []
     notes.run()
     assert notes.query("SELECT count(*) FROM note_labels") == [(5,)]
+
+
+def _settled(result: object) -> bool:
+    return bool(node(result, "note_labels").extra.get("settled"))  # type: ignore[arg-type]
+
+
+def test_a_settled_model_stops_before_planning_and_says_what_it_has(notes: Env) -> None:
+    first = notes.run()
+    assert not _settled(first)
+    again = notes.run()
+    assert _settled(again) and submitted(again, "note_labels") == 0
+    said = node(again, "note_labels").message
+    assert said.startswith("5 rows: 5 cached, 0 sent, 5 succeeded, 0 failed, 0 pending")
+    assert notes.query("SELECT count(*) FROM note_labels") == [(5,)]
+
+
+def test_any_change_it_depends_on_unsettles_it(notes: Env) -> None:
+    notes.run()
+    seed = notes.root / "seeds" / "notes.csv"
+    seed.write_text(seed.read_text().replace("Rain is expected", "Snow is expected"))
+    changed = notes.run()
+    assert not _settled(changed) and submitted(changed, "note_labels") == 1
+    assert _settled(notes.run())
+    # A column that is no part of any request is still a change to the rows: planned again.
+    model = notes.root / "models" / "note_labels.sql"
+    model.write_text(model.read_text().replace("body as prompt", "body as prompt, 1 AS extra"))
+    assert not _settled(notes.run())
+    notes.query("DROP TABLE note_labels")
+    rebuilt = notes.run()
+    assert not _settled(rebuilt) and notes.query("SELECT count(*) FROM note_labels") == [(5,)]
+    assert not _settled(notes.run(full_refresh=True))
+
+
+def test_a_model_with_rows_left_unanswered_is_never_settled(notes: Env) -> None:
+    notes.faults(fail_fraction=1.0, fail_status=400)
+    failing = notes.run()
+    assert submitted(failing, "note_labels") == 4
+    notes.faults(fail_fraction=0.0)
+    retried = notes.run()
+    assert not _settled(retried) and submitted(retried, "note_labels") == 4
+
+
+def test_another_models_answers_to_shared_requests_reach_a_settled_table(notes: Env) -> None:
+    """A twin model asks the same requests; sending them again for it gives new answers, which
+    the settled model's table must show: any write to the ledger unsettles every model."""
+    twin = (notes.root / "models" / "note_labels.sql").read_text()
+    notes.write("models/note_twins.sql", twin)
+    notes.run()
+    assert _settled(notes.run(select=("note_labels",)))
+    notes.clock.advance(60)
+    notes.run(select=("note_twins",), resend=True)
+    again = notes.run(select=("note_labels",))
+    assert not _settled(again)
+    label_times = notes.query("SELECT max(_enrich_finished_at) FROM note_labels")
+    twin_times = notes.query("SELECT max(_enrich_finished_at) FROM note_twins")
+    assert label_times == twin_times

@@ -1,6 +1,7 @@
 """Under an enqueued-token budget smaller than the work, the budget stays nearly full: shards are
-a tenth of it, and the next goes out within one poll of a batch ending. Measured from the
-server's own record of its batches (a manual clock: one second of server time per line)."""
+a fraction of it (``SHARDS_PER_BUDGET``), and the next goes out within one poll of a batch
+ending. Measured from the server's own record of its batches (a manual clock: one second of
+server time per line)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from enrich.batch.request_lines import SHARDS_PER_BUDGET
 from enrich.server import Timing
 
 from .conftest import NOTES, Env, start_env
@@ -43,7 +45,8 @@ def test_the_budget_stays_full_while_work_remains(many: Env) -> None:
     result = many.run(poll_seconds=(1.0, 1.0))
     assert result.ok
     batches = _timeline(many)
-    assert len(batches) >= 10 and max(t for _, _, t in batches) <= BUDGET // 10
+    assert len(batches) >= 2 * SHARDS_PER_BUDGET
+    assert max(t for _, _, t in batches) <= BUDGET // SHARDS_PER_BUDGET
     start, last_create = batches[0][0], batches[-1][0]
     # Budget in flight, integrated second by second while batches remained to be created.
     used = sum(
