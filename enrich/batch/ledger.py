@@ -232,6 +232,12 @@ ORDER BY created_at, submission_id
 """
 
 
+def sent_and_open(db: Database, node: str) -> bool:
+    """Whether `node` sent a batch not yet collected (needs no working tables)."""
+    statement = "SELECT 1 FROM _enrich.batches WHERE node = ? AND collected_at IS NULL LIMIT 1"
+    return db.fetchone(statement, [node]) is not None
+
+
 def open_submissions(db: Database, node: str) -> list[Submission]:
     """Submissions not yet closed that hold requests of the model being built (whichever model
     or run sent them: the ledger goes by request hash, not model name), or that it sent; oldest

@@ -71,6 +71,8 @@ def _skip_if_settled(session: Session) -> Done | None:
         return None
     if db.relation_kind(*reversed(job.relation)) != "base table":
         return None
+    if ledger.sent_and_open(db, job.name):  # batches of its own to collect
+        return None
     return _settled(session, found.rows)
 
 
@@ -192,8 +194,7 @@ def _report(session: Session) -> Done:
         cost_usd=spent,
     )
     ledger.record_run(session.db, figures)
-    answered = after.succeeded == after.rows and session.starting is not None
-    settled = f"{session.starting}|{session.mark}" if answered else None
+    settled = f"{session.starting}|{session.mark}" if _answered(session, after) else None
     ledger.record_settled(session.db, session.job.name, settled)
     sent = "sent again" if session.options.resend else "sent"
     message = (
@@ -203,6 +204,14 @@ def _report(session: Session) -> Done:
     extra = {k: v for k, v in vars(figures).items() if k not in _NOT_REPORTED}
     status, said = _judge(session, after.failed, after.rows)
     return Done(after.succeeded, message + said, extra | {"batch_ids": session.batch_ids}, status)
+
+
+def _answered(session: Session, after: request_lines.Counts) -> bool:
+    """Every row has its answer and nothing of the model is in flight (a ``--resend`` keeps the
+    answers it replaces until the new ones come)."""
+    if session.starting is None or after.succeeded != after.rows:
+        return False
+    return not ledger.open_submissions(session.db, session.job.name)
 
 
 Verdict = Literal["success", "warn", "error"]

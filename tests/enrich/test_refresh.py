@@ -103,3 +103,17 @@ def test_another_models_answers_to_shared_requests_reach_a_settled_table(notes: 
     label_times = notes.query("SELECT max(_enrich_finished_at) FROM note_labels")
     twin_times = notes.query("SELECT max(_enrich_finished_at) FROM note_twins")
     assert label_times == twin_times
+
+
+def test_a_model_with_batches_in_flight_is_never_settled(notes: Env) -> None:
+    """A resend keeps the answers it replaces until the new ones come: every row is answered, yet
+    the next run must collect the batch in flight."""
+    notes.run()
+    resent = notes.run(resend=True, wait=False)
+    assert submitted(resent, "note_labels") == 4 and not _settled(resent)
+    notes.clock.advance(60)
+    collected = notes.run()
+    assert not _settled(collected)
+    rows = notes.query("SELECT count(*) FROM _enrich.batches WHERE collected_at IS NULL")
+    assert rows == [(0,)]
+    assert _settled(notes.run())
