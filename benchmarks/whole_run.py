@@ -363,10 +363,15 @@ def _schedule_line(label: str, s: dict[str, Any]) -> str:
     if not s["batches"]:
         return f"scheduling, {label}: no completed batch on record"
     poll, turnaround = s["poll"], s["turnaround"] or [0.0]
+    # --offline has no enqueued-token budget (two batches in flight): no share of it to show.
+    budget = (
+        f"budget in flight: peak {s['peak_budget']:.0%}, mean {s['mean_budget']:.0%}; "
+        if label != "offline"
+        else ""
+    )
     return (
         f"scheduling, {label}: {s['batches']} batches ({min(s['lines'])}-{max(s['lines'])} lines) "
-        f"over {s['span']:.1f} s; budget in flight: peak {s['peak_budget']:.0%}, mean "
-        f"{s['mean_budget']:.0%}; batch done -> seen by a poll: median "
+        f"over {s['span']:.1f} s; {budget}batch done -> seen by a poll: median "
         f"{statistics.median(poll):.2f} s, max {max(poll):.2f} s; seen -> next create: median "
         f"{statistics.median(turnaround):.2f} s, max {max(turnaround):.2f} s"
     )

@@ -314,7 +314,7 @@ def target_fingerprint(db: Database, node: str) -> str | None:
 
 
 def record_target(db: Database, node: str, fingerprint: str, now: datetime) -> None:
-    """Remember what `node`'s table was built from (and that it is no longer settled)."""
+    """Remember what `node`'s table was built from."""
     db.execute(
         "INSERT OR REPLACE INTO _enrich.targets (node, fingerprint, built_at) VALUES (?, ?, ?)",
         [node, fingerprint, now],

@@ -64,16 +64,22 @@ def _skip_if_settled(session: Session) -> Done | None:
         ":".join((found.digest, session.source, ".".join(job.relation), ",".join(spec.unique_key)))
         + f":{spec.keep_removed}:{spec.max_attempts}"
     )
-    if options.resend or options.full_refresh:
-        return None
+    if not options.resend and not options.full_refresh and _still_settled(session):
+        return _settled(session, found.rows)
+    # Planned and built again from here: until this build ends with every row answered, nothing
+    # may be taken as settled, whatever stops it halfway.
+    ledger.record_settled(db, job.name, None)
+    return None
+
+
+def _still_settled(session: Session) -> bool:
+    db, job = session.db, session.job
     last = ledger.settled(db, job.name)
-    if last != f"{session.starting}|{ledger.ledger_mark(db)}":
-        return None
+    if last is None or last != f"{session.starting}|{ledger.ledger_mark(db)}":
+        return False
     if db.relation_kind(*reversed(job.relation)) != "base table":
-        return None
-    if ledger.sent_and_open(db, job.name):  # batches of its own to collect
-        return None
-    return _settled(session, found.rows)
+        return False
+    return not ledger.sent_and_open(db, job.name)  # no batch of its own left to collect
 
 
 def _settled(session: Session, rows: int) -> Done:

@@ -375,11 +375,16 @@ class Inputs:
 def inputs(db: Database, query: str, spec: EnrichSpec, salt: str = "") -> Inputs:
     """What the model's requests would be made of: the frame they share (endpoint, model, prompt,
     schema, the API's salt) and every row of its query. Equal digests plan equal requests."""
-    columns = dict(db.describe(query))
-    shared = frame(spec, spec.system_prompt_column in columns, salt=salt)
+    described = db.describe(query)
+    shared = frame(spec, spec.system_prompt_column in dict(described), salt=salt)
     row = db.fetchone(sql.fill(_INPUTS, query=sql.Raw(query)))
     count, mixed, total = row if row else (0, 0, 0)
-    return Inputs(int(count), f"{shared.digest}:{count}:{mixed}:{total}")
+    # A row's hash is of its values alone: the columns' names and types, the whole config (which
+    # column is the prompt, the image, the output) and the time zone timestamps are shown in
+    # all change what the same values send.
+    zone = db.fetchone("SELECT current_setting('TimeZone')")
+    around = hashlib.sha256(repr((described, spec, zone)).encode()).hexdigest()
+    return Inputs(int(count), f"{shared.digest}:{around}:{count}:{mixed}:{total}")
 
 
 def _require_columns(spec: EnrichSpec, columns: dict[str, str]) -> None:
@@ -548,7 +553,7 @@ def _shards(
     by_bytes = max(batch.max_bytes - int(stats[0]), 1)
     limit = batch.token_limit(spec.model)
     # A shard holds at most a bucket and a line: so that a whole shard fits the budget, or a
-    # tenth of it when it cannot all be in flight at once.
+    # SHARDS_PER_BUDGET-th of it when it cannot all be in flight at once.
     share = limit if int(stats[2]) <= limit else limit // SHARDS_PER_BUDGET
     by_tokens = max(share - int(stats[1]), 1)
     statement = sql.fill(_SHARDS, sends=shared.sends)

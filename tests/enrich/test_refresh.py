@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from .conftest import Env, node, submitted
 
 
@@ -117,3 +119,39 @@ def test_a_model_with_batches_in_flight_is_never_settled(notes: Env) -> None:
     rows = notes.query("SELECT count(*) FROM _enrich.batches WHERE collected_at IS NULL")
     assert rows == [(0,)]
     assert _settled(notes.run())
+
+
+def test_the_same_values_under_other_columns_are_not_the_same_rows(notes: Env) -> None:
+    """A row's hash is of its values alone: swapping which column is the prompt plans again."""
+    model = notes.root / "models" / "note_labels.sql"
+    model.write_text(model.read_text().replace("body as prompt", "body as prompt, topic"))
+    notes.run()
+    swapped = model.read_text().replace("body as prompt, topic", "topic as prompt, body")
+    model.write_text(swapped)
+    again = notes.run()
+    assert not _settled(again) and submitted(again, "note_labels") == 3  # three topics
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_at(step: str) -> object:
+    def on_step(name: str) -> None:
+        if name == step:
+            raise _Stop(name)
+
+    return on_step
+
+
+def test_a_build_stopped_halfway_leaves_nothing_settled(notes: Env) -> None:
+    notes.run()
+    seed = notes.root / "seeds" / "notes.csv"
+    before = seed.read_text()
+    seed.write_text("\n".join(before.splitlines()[:-1]) + "\n")  # one row fewer
+    with pytest.raises(_Stop):
+        notes.run(on_step=_stop_at("target_built"))
+    seed.write_text(before)  # back as it was when the model was last settled
+    again = notes.run()
+    assert not _settled(again)
+    assert notes.query("SELECT count(*) FROM note_labels") == [(5,)]
