@@ -36,9 +36,8 @@ def follow(session: Session) -> None:
         # A batch seen ended no longer holds budget: the next shard goes before its answers are
         # downloaded and merged.
         _submit_fitting(session)
-        for record, state in ended:
-            session.check_stop()
-            collect(session, record, state)
+        collect(session, ended)
+        for record, _ in ended:
             session.shards += _resends(session, record.submission_id)
         if ended:  # what the batches left to retry goes out now, not after a sleep
             continue
