@@ -101,7 +101,10 @@ def _settled(session: Session, rows: int) -> Done:
         cost_usd=0.0,
     )
     ledger.record_run(session.db, figures)
-    message = f"{rows} rows: {rows} cached, 0 sent, {rows} succeeded, 0 failed, 0 pending"
+    message = (
+        f"{rows} rows: {rows} cached, 0 sent, {rows} succeeded, 0 failed, 0 pending; "
+        "nothing changed since the last run"
+    )
     extra = {k: v for k, v in vars(figures).items() if k not in _NOT_REPORTED}
     return Done(rows, message, extra | {"batch_ids": [], "settled": True})
 

@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -383,8 +383,15 @@ def inputs(db: Database, query: str, spec: EnrichSpec, salt: str = "") -> Inputs
     # column is the prompt, the image, the output) and the time zone timestamps are shown in
     # all change what the same values send.
     zone = db.fetchone("SELECT current_setting('TimeZone')")
-    around = hashlib.sha256(repr((described, spec, zone)).encode()).hexdigest()
+    around = hashlib.sha256(repr((described, _config(spec), zone)).encode()).hexdigest()
     return Inputs(int(count), f"{shared.digest}:{around}:{count}:{mixed}:{total}")
+
+
+def _config(spec: EnrichSpec) -> dict[str, Any]:
+    """The model's config as plain values, the same in every process (an endpoint's repr holds
+    its functions' addresses)."""
+    values = {f.name: getattr(spec, f.name) for f in fields(spec) if f.name != "endpoint"}
+    return values | {"endpoint": spec.endpoint.url}
 
 
 def _require_columns(spec: EnrichSpec, columns: dict[str, str]) -> None:

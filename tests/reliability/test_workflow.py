@@ -53,5 +53,11 @@ def test_the_offline_demo_then_an_api_sends_everything_once_and_a_rerun_nothing(
 
         again = _enrich(root, api_env(wire.base_url), "run")
         assert again.returncode == 0, again.stderr
+        daily = _enrich(root, api_env(wire.base_url), "run")
         assert wire.uploads() == uploads and wire.batch_creates() == creates
     assert " 0 sent" in again.stdout and "1000 cached" in again.stdout, again.stdout
+    # Settled by the run before, in another process: nothing is planned again. The first rerun
+    # plans the movies once more, since the furniture's answers reached the ledger after them.
+    assert "nothing changed" in again.stdout
+    settled = [line for line in daily.stdout.splitlines() if "nothing changed" in line]
+    assert len(settled) == 2, daily.stdout
