@@ -124,3 +124,27 @@ def test_artifacts_written_by_runs_at_once_are_whole(basic_project: Path) -> Non
     manifest = json.loads((basic_project / "target/manifest.json").read_text())
     assert "people_by_city" in manifest["nodes"]
     assert [p.name for p in (basic_project / "target").iterdir()] == ["manifest.json"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [(None, "244.1 MiB"), ('"1GB"', "953.6 MiB")],
+)
+def test_runs_hold_duckdb_to_a_memory_limit(
+    basic_project: Path, setting: str | None, expected: str
+) -> None:
+    """Unless the project says otherwise, a run's memory stays bounded (256MB) whatever its rows;
+    DuckDB's own default (80% of RAM) would let it grow with them."""
+    if setting is not None:
+        pyproject = basic_project / "pyproject.toml"
+        pyproject.write_text(
+            pyproject.read_text().replace(
+                "[tool.enrich]\n", f"[tool.enrich]\nmemory_limit = {setting}\n"
+            )
+        )
+    (basic_project / "models" / "memory.sql").write_text(
+        "{{ config(materialized='table') }}\nselect current_setting('memory_limit') as m"
+    )
+    assert enrich.run(basic_project, select=("memory",)).ok
+    with duckdb.connect(str(basic_project / "enrich.duckdb")) as con:
+        assert con.sql("select m from memory").fetchall() == [(expected,)]

@@ -19,7 +19,16 @@ from ..suggest import did_you_mean
 from ..warehouse import sql
 from . import dag
 from .materializations import COMMON_CONFIG, MATERIALIZATIONS
-from .nodes import Model, ModelConfig, Project, Seed, SeedSettings, Settings, Source
+from .nodes import (
+    DEFAULT_MEMORY_LIMIT,
+    Model,
+    ModelConfig,
+    Project,
+    Seed,
+    SeedSettings,
+    Settings,
+    Source,
+)
 from .templating import Relations, render
 
 SETTINGS_KEYS = frozenset(
@@ -111,7 +120,7 @@ def load_settings(root: Path) -> Settings:
         or 60.0,
         memory_limit=_string(table, "memory_limit", "") or None
         if "memory_limit" in table
-        else None,
+        else DEFAULT_MEMORY_LIMIT,
     )
 
 

@@ -255,7 +255,7 @@ def _writing(project: Project, locked: bool = True) -> Iterator[Database]:
             sweep_scratch(scratch.parent)
         db = Database.connect(
             path,
-            settings.memory_limit,
+            settings.memory_limit if path != MEMORY else None,  # memory cannot spill to itself
             scratch=scratch,
             wait_seconds=settings.database_wait_seconds,
         )

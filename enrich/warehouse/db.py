@@ -355,8 +355,6 @@ def _open(opening: Opening) -> duckdb.DuckDBPyConnection:
     config: dict[str, str | bool | int | float | list[str]] = {}
     if opening.memory_limit:
         config["memory_limit"] = opening.memory_limit
-        # Lets large statements stream and spill instead of buffering rows in order.
-        config["preserve_insertion_order"] = False
     pause, waited = 0.05, 0.0
     while True:
         try:
