@@ -92,9 +92,9 @@ def collect(session: Session, ended: list[Ended]) -> None:
 
 def _groups(ended: list[Ended]) -> list[list[Ended]]:
     groups: list[list[Ended]] = []
-    lines = GROUP_LINES
+    lines = 0
     for item in ended:
-        if lines + item[0].lines > GROUP_LINES:
+        if not groups or lines + item[0].lines > GROUP_LINES:
             groups.append([])
             lines = 0
         groups[-1].append(item)
@@ -105,16 +105,19 @@ def _groups(ended: list[Ended]) -> list[list[Ended]]:
 def _collect_group(session: Session, group: list[Ended]) -> None:
     fetched: list[tuple[Submission, BatchState, list[Path]]] = []
     for record, state in group:
-        session.check_stop()
-        if state.status == "failed":
-            refused(session, record, state)
-        else:
+        if state.status != "failed":
+            session.check_stop()
             fetched.append((record, state, _download(session, record, state)))
     files = [path for _, _, got in fetched for path in got]
     if files:
         answers.load_results(session.db, session.spec, files)
     for record, state, got in fetched:
         _merge(session, record, state, got)
+    # Last: a batch refused for its whole file stops the model, once the others are merged.
+    for record, state in group:
+        if state.status == "failed":
+            session.check_stop()
+            refused(session, record, state)
 
 
 def _download(session: Session, record: Submission, state: BatchState) -> list[Path]:
