@@ -118,9 +118,7 @@ def load_settings(root: Path) -> Settings:
         interchangeable_apis=_api_groups(table.get("interchangeable_apis", [])),
         database_wait_seconds=_optional_number(table, "database_wait_seconds", "[tool.enrich]")
         or 60.0,
-        memory_limit=_string(table, "memory_limit", "") or None
-        if "memory_limit" in table
-        else DEFAULT_MEMORY_LIMIT,
+        memory_limit=_memory_limit(table),
     )
 
 
@@ -151,6 +149,15 @@ def _table(table: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise ProjectError(f"pyproject.toml {where}: {key!r} must be a table, like [{key}]")
     return value
+
+
+def _memory_limit(table: Mapping[str, Any]) -> str | None:
+    """enrich's default, the project's own, or DuckDB's own (80% of RAM) for ``""``."""
+    if "memory_limit" not in table:
+        return DEFAULT_MEMORY_LIMIT
+    if table["memory_limit"] == "":
+        return None
+    return _string(table, "memory_limit", "")
 
 
 def _string(table: Mapping[str, Any], key: str, default: str) -> str:

@@ -358,7 +358,7 @@ def _open(opening: Opening) -> duckdb.DuckDBPyConnection:
     pause, waited = 0.05, 0.0
     while True:
         try:
-            con = duckdb.connect(opening.path, read_only=opening.read_only, config=config)
+            con = _connect(opening, config)
             break
         except duckdb.IOException as err:
             if "Could not set lock" not in str(err) or waited >= opening.wait_seconds:
@@ -372,6 +372,21 @@ def _open(opening: Opening) -> duckdb.DuckDBPyConnection:
         opening.scratch.parent.mkdir(parents=True, exist_ok=True)
         con.execute(sql.fill("ATTACH IF NOT EXISTS ? AS {alias}", alias=sql.SCRATCH), [scratch])
     return con
+
+
+# DuckDB opens a file once per process: a second connection must ask for the same settings.
+_OTHER_SETTINGS = "different configuration than existing connections"
+
+
+def _connect(opening: Opening, config: dict[str, Any]) -> duckdb.DuckDBPyConnection:
+    """A connection to the file; in a process that already has it open (a notebook that looked
+    at the database first), one that shares that connection's settings, memory limit included."""
+    try:
+        return duckdb.connect(opening.path, read_only=opening.read_only, config=config)
+    except duckdb.ConnectionException as err:
+        if not config or _OTHER_SETTINGS not in str(err):
+            raise
+    return duckdb.connect(opening.path, read_only=opening.read_only)
 
 
 def _words(said: str) -> str:
