@@ -210,7 +210,8 @@ class Database:
             limit = self.opening.memory_limit or "DuckDB's default, 80% of RAM"
             return ResourceError(
                 f"DuckDB ran out of memory ({said.splitlines()[0]}); memory_limit is {limit}: "
-                "raise [tool.enrich] memory_limit, or select fewer rows, then run again"
+                'raise [tool.enrich] memory_limit ("" for DuckDB\'s own, 80% of RAM), or select '
+                "fewer rows, then run again"
             )
         if any(sign in said for sign in _NO_ROOM):
             quoted = said.split('"')  # DuckDB: … Could not write file "PATH": REASON
