@@ -354,7 +354,7 @@ def duckdb_load(folder: Path, rows: int) -> float:
     return seconds
 
 
-def _records(folder: Path) -> list[dict[str, Any]]:
+def cookbook_records(folder: Path) -> list[dict[str, Any]]:
     """The cookbook's loading loop: json.loads every output line, then every answer."""
     results = []
     for path in sorted((folder / "outputs").glob("*.jsonl")):
@@ -373,14 +373,14 @@ def cookbook_load(folder: Path, rows: int) -> None:
     """The cookbook's loading loop, into a pandas DataFrame."""
     import pandas
 
-    pandas.DataFrame(_records(folder))
+    pandas.DataFrame(cookbook_records(folder))
 
 
 def rowloop_load(folder: Path, rows: int) -> None:
     """The cookbook's loading loop, into a polars DataFrame."""
     import polars
 
-    polars.DataFrame(_records(folder))
+    polars.DataFrame(cookbook_records(folder))
 
 
 def enrich_load(folder: Path, rows: int) -> dict[str, float]:

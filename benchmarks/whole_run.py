@@ -46,7 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from batch_io import cookbook_task  # this folder is on sys.path: scripts run from it
+# This folder is on sys.path: scripts run from it.
+from batch_io import cookbook_records, cookbook_task
 
 ROOT = Path(__file__).resolve().parents[1]
 TIME_SCALE = 100_000
@@ -283,7 +284,7 @@ def _outputs_for_cookbook(data: Path, target: Path, rows: int) -> None:
     for meta in (data / "files").glob("*.json"):
         if json.loads(meta.read_text())["purpose"] == "batch_output":
             source = meta.with_suffix(".bin")
-            shutil.copyfile(source, target / source.name)
+            shutil.copyfile(source, target / f"{source.stem}.jsonl")  # as batch_io reads them
             answered += sum(1 for _ in source.open("rb"))
     if answered < rows:
         raise SystemExit(f"the server's output files hold {answered} answers, not {rows}")
@@ -305,15 +306,7 @@ def cookbook_build(folder: Path) -> None:
 
 def cookbook_parse(folder: Path) -> None:
     """The cookbook's loading loop: json.loads every output line, then every answer."""
-    results = []
-    for path in sorted((folder / "outputs").iterdir()):
-        with path.open() as file:
-            for line in file:
-                results.append(json.loads(line.strip()))
-    records = []
-    for res in results:
-        content = res["response"]["body"]["choices"][0]["message"]["content"]
-        records.append({"custom_id": res["custom_id"], **json.loads(content)})
+    cookbook_records(folder)
 
 
 def cookbook_both(folder: Path) -> None:

@@ -83,28 +83,9 @@ def _still_settled(session: Session) -> bool:
 
 
 def _settled(session: Session, rows: int) -> Done:
-    now = session.clock()
-    figures = ledger.RunFigures(
-        run_id=session.options.run_id,
-        node=session.job.name,
-        started_at=session.started,
-        finished_at=now,
-        rows=rows,
-        requests_submitted=0,
-        rows_cached=rows,
-        rows_succeeded=rows,
-        rows_failed=0,
-        rows_pending=0,
-        prompt_tokens=0,
-        completion_tokens=0,
-        estimated_cost_usd=0.0,
-        cost_usd=0.0,
-    )
-    ledger.record_run(session.db, figures)
-    message = (
-        f"{rows} rows: {rows} cached, 0 sent, {rows} succeeded, 0 failed, 0 pending; "
-        "nothing changed since the last run"
-    )
+    answered = request_lines.Counts(rows, rows, rows, 0, 0, 0)
+    figures, message = _recorded(session, answered, 0.0, 0.0)
+    message += "; nothing changed since the last run"
     extra = {k: v for k, v in vars(figures).items() if k not in _NOT_REPORTED}
     return Done(rows, message, extra | {"batch_ids": [], "settled": True})
 
@@ -186,6 +167,18 @@ def _report(session: Session) -> Done:
     spent = (
         None if price is None else costs.cost(after.prompt_tokens, after.completion_tokens, price)
     )
+    figures, message = _recorded(session, after, plan.cost_usd, spent)
+    settled = f"{session.starting}|{session.mark}" if _answered(session, after) else None
+    ledger.record_settled(session.db, session.job.name, settled)
+    extra = {k: v for k, v in vars(figures).items() if k not in _NOT_REPORTED}
+    status, said = _judge(session, after.failed, after.rows)
+    return Done(after.succeeded, message + said, extra | {"batch_ids": session.batch_ids}, status)
+
+
+def _recorded(
+    session: Session, after: request_lines.Counts, estimated: float | None, spent: float | None
+) -> tuple[ledger.RunFigures, str]:
+    """Keep the run's figures in ``_enrich.runs``; them, and the model's line for people."""
     figures = ledger.RunFigures(
         run_id=session.options.run_id,
         node=session.job.name,
@@ -199,20 +192,16 @@ def _report(session: Session) -> Done:
         rows_pending=after.pending,
         prompt_tokens=after.prompt_tokens,
         completion_tokens=after.completion_tokens,
-        estimated_cost_usd=plan.cost_usd,
+        estimated_cost_usd=estimated,
         cost_usd=spent,
     )
     ledger.record_run(session.db, figures)
-    settled = f"{session.starting}|{session.mark}" if _answered(session, after) else None
-    ledger.record_settled(session.db, session.job.name, settled)
     sent = "sent again" if session.options.resend else "sent"
     message = (
         f"{after.rows} rows: {after.cached} cached, {session.submitted} {sent}, "
         f"{after.succeeded} succeeded, {after.failed} failed, {after.pending} pending"
     )
-    extra = {k: v for k, v in vars(figures).items() if k not in _NOT_REPORTED}
-    status, said = _judge(session, after.failed, after.rows)
-    return Done(after.succeeded, message + said, extra | {"batch_ids": session.batch_ids}, status)
+    return figures, message
 
 
 def _answered(session: Session, after: request_lines.Counts) -> bool:
