@@ -74,7 +74,7 @@ SELECT {keys},
        CASE WHEN q.status = 'failed' THEN 'failed' ELSE 'pending' END AS _enrich_status,
        CASE WHEN q.status = 'failed' THEN q.error_code || ': ' || q.error_message END
            AS _enrich_error
-FROM {rows} AS r LEFT JOIN _enrich.requests AS q USING (request_hash)
+FROM {rows} AS r LEFT JOIN {ledger}.requests AS q USING (request_hash)
 """
 
 # One row per input row, in the frame's order: its key, its answer, where the answer came from.
@@ -285,7 +285,9 @@ def _result(db: Database, spec: EnrichSpec, query: str, salt: str) -> str:
         statuses = sql.Raw(_work(STATUSES))
         shared = request_lines.plan_rows(db, query, spec, salt=salt)
         rows = sql.work_table(spec.name, "rows")
-        db.execute(sql.fill(_STATUSES, statuses=statuses, keys=sql.columns(keys, "r"), rows=rows))
+        db.execute(
+            db.in_ledger(_STATUSES, statuses=statuses, keys=sql.columns(keys, "r"), rows=rows)
+        )
         request_lines.drop_work(db, shared)
         join = sql.fill("LEFT JOIN {s} AS s USING ({k})", s=statuses, k=keys)
         parts |= {

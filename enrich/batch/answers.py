@@ -102,7 +102,7 @@ SELECT {keys}, {outputs},
        q.prompt_tokens AS _enrich_prompt_tokens,
        q.completion_tokens AS _enrich_completion_tokens,
        q.source AS _enrich_source
-FROM {rows} AS r JOIN _enrich.requests AS q USING (request_hash)
+FROM {rows} AS r JOIN {ledger}.requests AS q USING (request_hash)
 WHERE q.answer IS NOT NULL AND q.source IS NOT DISTINCT FROM ?
 {keep}
 """
@@ -110,7 +110,7 @@ WHERE q.answer IS NOT NULL AND q.source IS NOT DISTINCT FROM ?
 # Everything the table is made of, in one value: which rows have which answer, and when it came.
 _FINGERPRINT = """
 SELECT count(*), coalesce(bit_xor(hash(r.request_hash, q.finished_at, {keys})), 0)
-FROM {rows} AS r JOIN _enrich.requests AS q USING (request_hash)
+FROM {rows} AS r JOIN {ledger}.requests AS q USING (request_hash)
 WHERE q.answer IS NOT NULL AND q.source IS NOT DISTINCT FROM ?
 """
 
@@ -123,7 +123,7 @@ SELECT * FROM {old} WHERE ({keys}) NOT IN (SELECT ({keys}) FROM {rows})
 _PREVIEW = """
 SELECT {keys}, r._prompt AS prompt, {outputs},
        coalesce(q.status, 'not sent') AS _enrich_status, q.error_message AS _enrich_error
-FROM {rows} AS r LEFT JOIN _enrich.requests AS q USING (request_hash)
+FROM {rows} AS r LEFT JOIN {ledger}.requests AS q USING (request_hash)
 """
 
 
@@ -177,7 +177,7 @@ def build_target(
         db.execute(sql.fill("CREATE OR REPLACE TEMP TABLE enrich_old AS FROM {t}", t=table))
         keep = sql.fill(_KEEP_REMOVED, old="enrich_old", keys=spec.unique_key, rows=rows)
     outputs, params = _outputs(spec)
-    statement = sql.fill(
+    statement = db.in_ledger(
         _TARGET,
         target=table,
         rows=rows,
@@ -194,7 +194,7 @@ def fingerprint(db: Database, spec: EnrichSpec, digest: str, source: str) -> str
     """What the model's table would be built from now: its requests' shared part (`digest`), the
     API its answers come from, and each row's key, request and answer time. Equal fingerprints
     build equal tables."""
-    statement = sql.fill(
+    statement = db.in_ledger(
         _FINGERPRINT,
         rows=sql.work_table(spec.name, "rows"),
         keys=sql.columns(spec.unique_key, "r"),
@@ -204,10 +204,10 @@ def fingerprint(db: Database, spec: EnrichSpec, digest: str, source: str) -> str
     return f"{digest}:{source}:{spec.keep_removed}:{count}:{mixed}"
 
 
-def preview_query(spec: EnrichSpec) -> tuple[str, list[Any]]:
+def preview_query(db: Database, spec: EnrichSpec) -> tuple[str, list[Any]]:
     """Inputs and parsed answers of the model's ``rows`` side by side, with status and error."""
     outputs, params = _outputs(spec)
-    statement = sql.fill(
+    statement = db.in_ledger(
         _PREVIEW,
         keys=sql.columns(spec.unique_key, "r"),
         outputs=outputs,

@@ -27,10 +27,9 @@ TOKEN_LIMIT = "token_limit_exceeded"
 def observe(session: Session, record: Submission, state: BatchState) -> bool:
     """Mirror a batch's state in the ledger; True when its status changed since last seen
     (counts moving is progress, not a change that calls for polling sooner)."""
-    row = session.db.fetchone(
-        "SELECT status, completed, failed FROM _enrich.batches WHERE submission_id = ?",
-        [record.submission_id],
-    )
+    db = session.db
+    statement = "SELECT status, completed, failed FROM {ledger}.batches WHERE submission_id = ?"
+    row = db.fetchone(db.in_ledger(statement), [record.submission_id])
     first_sight = state.id not in session.batch_ids
     if first_sight:
         session.batch_ids.append(state.id)

@@ -1,5 +1,6 @@
 """Run state kept in the project's own DuckDB file, in schema ``_enrich``: its tables and what
-enrich reads of them.
+enrich reads of them. Requests and batches may instead be kept in a ledger file shared by several
+databases (``Database.ledger``); seeds, runs and targets always stay in the database's own.
 
 The schema changes only through :data:`MIGRATIONS`, an ordered list of named steps; each is applied
 once and recorded in ``_enrich.migrations``. Statuses change only through
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 
+from ..errors import ProjectError
 from ..warehouse import sql
 from ..warehouse.db import Database
 from . import lifecycle
@@ -21,30 +23,35 @@ Migration = tuple[str, Callable[[Database], None]]
 
 
 def _create_schema(db: Database) -> None:
-    db.execute("CREATE SCHEMA IF NOT EXISTS _enrich")
+    db.execute(db.in_ledger("CREATE SCHEMA IF NOT EXISTS {ledger}"))
     db.execute(
-        "CREATE TABLE IF NOT EXISTS _enrich.migrations"
-        " (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)"
+        db.in_ledger(
+            "CREATE TABLE IF NOT EXISTS {ledger}.migrations"
+            " (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)"
+        )
     )
 
 
 def _create_seeds(db: Database) -> None:
     db.execute(
-        """
-        CREATE TABLE _enrich.seeds (
+        db.in_ledger(
+            """
+        CREATE TABLE {ledger}.seeds (
             name VARCHAR PRIMARY KEY,  -- the seed's table
             content_hash VARCHAR NOT NULL,  -- sha256 of the CSV bytes and its load settings
             rows BIGINT,
             loaded_at TIMESTAMP
         )
         """
+        )
     )
 
 
 def _create_requests(db: Database) -> None:
     db.execute(
-        """
-        CREATE TABLE _enrich.requests (
+        db.in_ledger(
+            """
+        CREATE TABLE {ledger}.requests (
             -- sha256 of what is sent; also the custom_id. Unique, but not a PRIMARY KEY: DuckDB
             -- keeps indexes in memory, and a million-row model must not need that.
             request_hash VARCHAR NOT NULL,
@@ -67,13 +74,15 @@ def _create_requests(db: Database) -> None:
             finished_at TIMESTAMP  -- when the answer in `answer` arrived
         )
         """
+        )
     )
 
 
 def _create_batches(db: Database) -> None:
     db.execute(
-        """
-        CREATE TABLE _enrich.batches (
+        db.in_ledger(
+            """
+        CREATE TABLE {ledger}.batches (
             submission_id VARCHAR PRIMARY KEY,  -- made before upload; in the batch's metadata
             node VARCHAR NOT NULL,
             model VARCHAR NOT NULL,
@@ -96,13 +105,15 @@ def _create_batches(db: Database) -> None:
             collected_at TIMESTAMP  -- answers merged; nothing left to do with this batch
         )
         """
+        )
     )
 
 
 def _create_runs(db: Database) -> None:
     db.execute(
-        """
-        CREATE TABLE _enrich.runs (
+        db.in_ledger(
+            """
+        CREATE TABLE {ledger}.runs (
             run_id VARCHAR,
             node VARCHAR,
             started_at TIMESTAMP,
@@ -120,27 +131,30 @@ def _create_runs(db: Database) -> None:
             PRIMARY KEY (run_id, node)
         )
         """
+        )
     )
 
 
 def _batches_run_id(db: Database) -> None:
     # Recovery settles only submissions of earlier runs: one of this run may be mid-create.
-    db.execute("ALTER TABLE _enrich.batches ADD COLUMN run_id VARCHAR")
+    db.execute(db.in_ledger("ALTER TABLE {ledger}.batches ADD COLUMN run_id VARCHAR"))
 
 
 def _legacy_hashes(db: Database) -> None:
     # Models that sent structured-output requests while the schema name was the model's name:
     # their answers are found again under the new hash (lifecycle.adopt_hashes), not paid again.
-    db.execute("CREATE TABLE _enrich.legacy_hashes (node VARCHAR PRIMARY KEY)")
+    db.execute(db.in_ledger("CREATE TABLE {ledger}.legacy_hashes (node VARCHAR PRIMARY KEY)"))
     db.execute(
-        "INSERT INTO _enrich.legacy_hashes SELECT DISTINCT node FROM _enrich.requests"
-        " WHERE endpoint IN ('/v1/chat/completions', '/v1/responses')"
+        db.in_ledger(
+            "INSERT INTO {ledger}.legacy_hashes SELECT DISTINCT node FROM {ledger}.requests"
+            " WHERE endpoint IN ('/v1/chat/completions', '/v1/responses')"
+        )
     )
 
 
 def _answer_sources(db: Database) -> None:
     # The API each answer came from: the offline server's answers are never reused as real ones.
-    db.execute("ALTER TABLE _enrich.requests ADD COLUMN source VARCHAR")
+    db.execute(db.in_ledger("ALTER TABLE {ledger}.requests ADD COLUMN source VARCHAR"))
     lifecycle.backfill_sources(db)
 
 
@@ -148,15 +162,17 @@ def _targets(db: Database) -> None:
     # What each enrich model's table was last built from, so a refresh that changed nothing
     # leaves the table alone.
     db.execute(
-        "CREATE TABLE _enrich.targets (node VARCHAR PRIMARY KEY, fingerprint VARCHAR NOT NULL,"
-        " built_at TIMESTAMP)"
+        db.in_ledger(
+            "CREATE TABLE {ledger}.targets (node VARCHAR PRIMARY KEY, fingerprint VARCHAR NOT NULL,"
+            " built_at TIMESTAMP)"
+        )
     )
 
 
 def _settled(db: Database) -> None:
     # What a model's last build that left every row answered started from (see
     # pipeline._skip_if_settled): the same again needs no planning at all.
-    db.execute("ALTER TABLE _enrich.targets ADD COLUMN settled VARCHAR")
+    db.execute(db.in_ledger("ALTER TABLE {ledger}.targets ADD COLUMN settled VARCHAR"))
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -176,9 +192,17 @@ MIGRATIONS: tuple[Migration, ...] = (
 def migrate(db: Database) -> list[str]:
     """Apply the migrations this database has not had yet; return their names.
 
-    Several connections of one process may migrate a new database at once (dbt's threads): each
-    step is applied under the database's write lock, and skipped when another applied it first.
+    With a shared ledger both it and the database's own ``_enrich`` are migrated (each has every
+    table; requests and batches are used in the ledger, what the database's tables were built
+    from in its own). Several connections of one process may migrate a new database at once
+    (dbt's threads): each step is applied under the database's write lock, and skipped when
+    another applied it first.
     """
+    done = _migrate(db.own_state()) if db.ledger_catalog is not None else []
+    return done + _migrate(db)
+
+
+def _migrate(db: Database) -> list[str]:
     if _applied(db) >= {name for name, _ in MIGRATIONS}:
         return []
     with db.exclusive():
@@ -189,21 +213,57 @@ def migrate(db: Database) -> list[str]:
             if name in _applied(db):
                 continue
             step(db)
-            db.execute("INSERT INTO _enrich.migrations VALUES (?, ?)", [name, datetime.now()])
+            record = db.in_ledger("INSERT INTO {ledger}.migrations VALUES (?, ?)")
+            db.execute(record, [name, datetime.now()])
         done.append(name)
     return done
 
 
+_IN_FLIGHT_HERE = """
+SELECT count(*) FILTER (WHERE status IN ('submitting', 'submitted')), count(*)
+FROM _enrich.requests
+"""
+
+_SHARE = """
+INSERT INTO {ledger}.requests BY NAME
+SELECT * FROM _enrich.requests ANTI JOIN {ledger}.requests USING (request_hash)
+"""
+
+
+def share_own(db: Database) -> int:
+    """Move what the database's own ledger holds into the shared one (the first run after a
+    shared ledger is set): its answers are then found there, not paid for again. Returns how
+    many requests moved; refuses while any of them is in a batch."""
+    if db.ledger_catalog is None:
+        return 0
+    row = db.fetchone(_IN_FLIGHT_HERE)
+    in_flight, held = (int(row[0]), int(row[1])) if row else (0, 0)
+    if in_flight:
+        raise ProjectError(
+            f"database {db.path} has {in_flight} requests in batches of its own ledger: collect "
+            "them without the shared ledger first (run again without it), then set it"
+        )
+    if held:
+        with db.exclusive():
+            db.execute(db.in_ledger(_SHARE))
+        with db.exclusive():  # a crash between the two moves nothing twice: the copy skips known
+            db.execute("DELETE FROM _enrich.requests")
+    return held
+
+
 def _applied(db: Database) -> set[str]:
     """The migrations this database has had (none when it has no ``_enrich`` schema yet)."""
-    if db.fetchone(_HAS_MIGRATIONS) is None:
+    if db.fetchone(_HAS_MIGRATIONS, [db.ledger_catalog, sql.STATE]) is None:
         return set()
-    return {str(row[0]) for row in db.fetchall("SELECT name FROM _enrich.migrations")}
+    return {
+        str(row[0]) for row in db.fetchall(db.in_ledger("SELECT name FROM {ledger}.migrations"))
+    }
 
 
 _HAS_MIGRATIONS = """
 SELECT 1 FROM information_schema.tables
-WHERE table_catalog = current_database() AND table_schema = '_enrich' AND table_name = 'migrations'
+WHERE table_catalog = coalesce(?, current_database()) AND table_schema = ?
+  AND table_name = 'migrations'
 """
 
 
@@ -221,11 +281,11 @@ def record_seed(db: Database, name: str, content_hash: str, rows: int, now: date
 
 
 _OPEN = """
-SELECT {columns} FROM _enrich.batches AS b
+SELECT {columns} FROM {ledger}.batches AS b
 WHERE collected_at IS NULL AND (node = $node OR submission_id IN (
     -- Requests in flight for other models (rarely any: then this costs nothing) that are ours.
     SELECT q.submission_id FROM (
-        SELECT request_hash, submission_id FROM _enrich.requests
+        SELECT request_hash, submission_id FROM {ledger}.requests
         WHERE status IN ('submitting', 'submitted') AND node <> $node
     ) AS q JOIN {rows} USING (request_hash)))
 ORDER BY created_at, submission_id
@@ -234,7 +294,9 @@ ORDER BY created_at, submission_id
 
 def sent_and_open(db: Database, node: str) -> bool:
     """Whether `node` sent a batch not yet collected (needs no working tables)."""
-    statement = "SELECT 1 FROM _enrich.batches WHERE node = ? AND collected_at IS NULL LIMIT 1"
+    statement = db.in_ledger(
+        "SELECT 1 FROM {ledger}.batches WHERE node = ? AND collected_at IS NULL LIMIT 1"
+    )
     return db.fetchone(statement, [node]) is not None
 
 
@@ -242,15 +304,15 @@ def open_submissions(db: Database, node: str) -> list[Submission]:
     """Submissions not yet closed that hold requests of the model being built (whichever model
     or run sent them: the ledger goes by request hash, not model name), or that it sent; oldest
     first. Reads the model's ``rows``."""
-    statement = sql.fill(_OPEN, columns=Submission.columns(), rows=sql.work_table(node, "rows"))
+    statement = db.in_ledger(_OPEN, columns=Submission.columns(), rows=sql.work_table(node, "rows"))
     rows = db.fetchall(statement, {"node": node})
     return [Submission(*row) for row in rows]
 
 
 def submission(db: Database, submission_id: str) -> Submission | None:
     """One submission as recorded."""
-    statement = sql.fill(
-        "SELECT {columns} FROM _enrich.batches WHERE submission_id = ?",
+    statement = db.in_ledger(
+        "SELECT {columns} FROM {ledger}.batches WHERE submission_id = ?",
         columns=Submission.columns(),
     )
     row = db.fetchone(statement, [submission_id])
@@ -259,20 +321,19 @@ def submission(db: Database, submission_id: str) -> Submission | None:
 
 def base_url(db: Database, submission_id: str) -> str | None:
     """Where a submission's file was uploaded, if it was."""
-    row = db.fetchone(
-        "SELECT base_url FROM _enrich.batches WHERE submission_id = ?", [submission_id]
-    )
+    statement = db.in_ledger("SELECT base_url FROM {ledger}.batches WHERE submission_id = ?")
+    row = db.fetchone(statement, [submission_id])
     return None if row is None or row[0] is None else str(row[0])
 
 
 def tokens_in_flight(db: Database, model: str) -> int:
     """Estimated prompt tokens of a model's batches that are created and not finished."""
-    row = db.fetchone(
-        "SELECT coalesce(sum(estimated_tokens), 0) FROM _enrich.batches WHERE model = ?"
+    statement = db.in_ledger(
+        "SELECT coalesce(sum(estimated_tokens), 0) FROM {ledger}.batches WHERE model = ?"
         " AND collected_at IS NULL AND batch_id IS NOT NULL"
-        " AND status NOT IN ('completed', 'failed', 'expired', 'cancelled')",
-        [model],
+        " AND status NOT IN ('completed', 'failed', 'expired', 'cancelled')"
     )
+    row = db.fetchone(statement, [model])
     return int(row[0]) if row else 0
 
 
@@ -336,11 +397,11 @@ def record_settled(db: Database, node: str, made_of: str | None) -> None:
 # one made when the clock had gone back. A scan of four columns: ~10 ms at 200k requests.
 _MARK = """
 SELECT count(*), coalesce(bit_xor(hash(request_hash, status, attempts, updated_at)), 0)
-FROM _enrich.requests
+FROM {ledger}.requests
 """
 
 
 def ledger_mark(db: Database) -> str:
     """Where the ledger's requests stand, in one value."""
-    row = db.fetchone(_MARK)
+    row = db.fetchone(db.in_ledger(_MARK))
     return f"{row[0]}:{row[1]}" if row else ""

@@ -138,7 +138,7 @@ TRANSITIONS: Mapping[str, Transition] = {
 }
 
 _MOVE = """
-UPDATE _enrich.requests AS q SET
+UPDATE {ledger}.requests AS q SET
     status = {target}, attempts = q.attempts + $attempt, updated_at = $now{sets}
 {source}
 WHERE list_contains($sources, q.status) AND {scope}
@@ -148,7 +148,9 @@ WHERE list_contains($sources, q.status) AND {scope}
 def move(db: Database, name: str, now: datetime, **values: Any) -> int:
     """Apply transition `name` to the requests it scopes; returns how many moved."""
     t = TRANSITIONS[name]
-    statement = _MOVE.format(target=t.target, sets=t.sets, source=t.source, scope=t.scope)
+    statement = _MOVE.format(
+        ledger=db.ledger.text, target=t.target, sets=t.sets, source=t.source, scope=t.scope
+    )
     params = {"sources": list(t.sources), "attempt": t.attempt, "now": now, **values}
     row = db.fetchone(statement, params)
     return int(row[0]) if row else 0
@@ -161,7 +163,7 @@ def move(db: Database, name: str, now: datetime, **values: Any) -> int:
 # since, which can only be beyond where the ledger ended at planning (this model's own inserts
 # since are other requests: leaving them out keeps the check small as a run goes on).
 _CLAIM_KNOWN = f"""
-UPDATE _enrich.requests AS q SET
+UPDATE {{ledger}}.requests AS q SET
     node = $node, row_key = s.row_key, status = 'submitting', submission_id = $submission,
     batch_id = NULL, estimated_tokens = s.tokens, run_id = $run_id, updated_at = $now
 FROM (SELECT ledger_row, tokens, row_key FROM {{sends}}
@@ -170,23 +172,23 @@ WHERE q.rowid = s.ledger_row AND {CLAIMABLE}
 """
 
 _CLAIM_NEW = """
-INSERT INTO _enrich.requests (request_hash, node, endpoint, model, row_key, status, attempts,
+INSERT INTO {ledger}.requests (request_hash, node, endpoint, model, row_key, status, attempts,
                               submission_id, estimated_tokens, run_id, updated_at)
 SELECT s.request_hash, $node, $endpoint, $model, s.row_key, 'submitting', 0, $submission,
        s.tokens, $run_id, $now
 FROM (SELECT request_hash, tokens, row_key FROM {sends}
       WHERE rowid BETWEEN $first AND $last AND ledger_row IS NULL) AS s
-ANTI JOIN (SELECT request_hash FROM _enrich.requests WHERE rowid >= $ledger_end AND node <> $node)
+ANTI JOIN (SELECT request_hash FROM {ledger}.requests WHERE rowid >= $ledger_end AND node <> $node)
     USING (request_hash)
 """
 
 _CLAIMED = """
-SELECT count(*), coalesce(sum(estimated_tokens), 0) FROM _enrich.requests
+SELECT count(*), coalesce(sum(estimated_tokens), 0) FROM {ledger}.requests
 WHERE submission_id = $submission AND status = 'submitting'
 """
 
 _NEW_ANSWERS = """
-INSERT INTO _enrich.requests (request_hash, node, endpoint, model, row_key, status, attempts,
+INSERT INTO {ledger}.requests (request_hash, node, endpoint, model, row_key, status, attempts,
     error_code, error_message, answer, prompt_tokens, completion_tokens, run_id, updated_at,
     finished_at, source)
 SELECT r.request_hash, $node, $endpoint, $model, e.row_key, r.status, 1, r.error_code,
@@ -194,7 +196,7 @@ SELECT r.request_hash, $node, $endpoint, $model, e.row_key, r.status, 1, r.error
        r.completion_tokens, $run_id, $now, CASE WHEN r.status = 'succeeded' THEN $now END,
        CASE WHEN r.status = 'succeeded' THEN $source END
 FROM enrich_results AS r JOIN {sends} AS e USING (request_hash)
-ANTI JOIN _enrich.requests AS q USING (request_hash)
+ANTI JOIN {ledger}.requests AS q USING (request_hash)
 """
 
 
@@ -263,24 +265,27 @@ def record(db: Database, submission: Submission, rows: tuple[int, int, int], rul
         "last": rows[1],
     }
     with db.exclusive():
-        db.execute(_insert(Submission.columns()), asdict(s))
+        db.execute(_insert(db, Submission.columns()), asdict(s))
         sends = sql.work_table(s.node, "sends")
-        db.execute(sql.fill(_CLAIM_KNOWN, sends=sends), values | rules.params())
+        db.execute(db.in_ledger(_CLAIM_KNOWN, sends=sends), values | rules.params())
         new = values | {"endpoint": s.endpoint, "model": s.model, "ledger_end": rows[2]}
-        db.execute(sql.fill(_CLAIM_NEW, sends=sends), new)
-        row = db.fetchone(_CLAIMED, {"submission": s.submission_id})
+        db.execute(db.in_ledger(_CLAIM_NEW, sends=sends), new)
+        row = db.fetchone(db.in_ledger(_CLAIMED), {"submission": s.submission_id})
         claim = Claim(int(row[0]), int(row[1])) if row else Claim(0, 0)
         db.execute(
-            "UPDATE _enrich.batches SET lines = ?, estimated_tokens = ? WHERE submission_id = ?",
+            db.in_ledger(
+                "UPDATE {ledger}.batches SET lines = ?, estimated_tokens = ?"
+                " WHERE submission_id = ?"
+            ),
             [claim.lines, claim.tokens, s.submission_id],
         )
     return claim
 
 
-def _insert(columns: Sequence[str]) -> str:
+def _insert(db: Database, columns: Sequence[str]) -> str:
     placeholders = sql.Raw(", ".join("$" + c for c in columns))
-    template = "INSERT INTO _enrich.batches ({columns}, updated_at) VALUES ({values}, $created_at)"
-    return sql.fill(template, columns=columns, values=placeholders)
+    template = "INSERT INTO {ledger}.batches ({columns}, updated_at) VALUES ({values}, $created_at)"
+    return db.in_ledger(template, columns=columns, values=placeholders)
 
 
 # Submissions
@@ -290,7 +295,10 @@ def uploaded(db: Database, submission_id: str, file_id: str, base_url: str) -> N
     """The shard's file is uploaded (`base_url` says where; never the key)."""
     with db.exclusive():
         db.execute(
-            "UPDATE _enrich.batches SET input_file_id = ?, base_url = ? WHERE submission_id = ?",
+            db.in_ledger(
+                "UPDATE {ledger}.batches SET input_file_id = ?, base_url = ?"
+                " WHERE submission_id = ?"
+            ),
             [file_id, base_url, submission_id],
         )
 
@@ -299,8 +307,10 @@ def created(db: Database, submission_id: str, batch_id: str, status: str, now: d
     """The batch exists: its requests are in flight."""
     with db.exclusive():
         db.execute(
-            "UPDATE _enrich.batches SET batch_id = ?, status = ?, updated_at = ?"
-            " WHERE submission_id = ?",
+            db.in_ledger(
+                "UPDATE {ledger}.batches SET batch_id = ?, status = ?, updated_at = ?"
+                " WHERE submission_id = ?"
+            ),
             [batch_id, status, now, submission_id],
         )
         move(db, "create", now, submission=submission_id, batch_id=batch_id)
@@ -318,13 +328,19 @@ class Seen:
     errors: str | None  # the batch's own errors, as JSON
 
 
+_SEEN = """
+UPDATE {ledger}.batches SET status = $status, completed = $completed, failed = $failed,
+    output_file_id = $output_file_id, error_file_id = $error_file_id, errors = $errors,
+    updated_at = $now
+WHERE submission_id = $submission
+"""
+
+
 def seen(db: Database, submission_id: str, state: Seen, now: datetime) -> None:
     """Mirror the batch's status, counts, file ids and errors."""
     with db.exclusive():
         db.execute(
-            "UPDATE _enrich.batches SET status = $status, completed = $completed, failed = $failed,"
-            " output_file_id = $output_file_id, error_file_id = $error_file_id, errors = $errors,"
-            " updated_at = $now WHERE submission_id = $submission",
+            db.in_ledger(_SEEN),
             asdict(state) | {"now": now, "submission": submission_id},
         )
 
@@ -334,7 +350,9 @@ def unresolved(db: Database, submission_id: str, now: datetime) -> None:
     recovery looks for it before anything else."""
     with db.exclusive():
         db.execute(
-            "UPDATE _enrich.batches SET status = ?, updated_at = ? WHERE submission_id = ?",
+            db.in_ledger(
+                "UPDATE {ledger}.batches SET status = ?, updated_at = ? WHERE submission_id = ?"
+            ),
             [UNRESOLVED, now, submission_id],
         )
 
@@ -378,7 +396,7 @@ def refuse(
 _STAGE = """
 CREATE OR REPLACE TEMP TABLE enrich_staged AS
 SELECT q.rowid AS ledger_row, r.* FROM enrich_results AS r
-JOIN _enrich.requests AS q USING (request_hash)
+JOIN {ledger}.requests AS q USING (request_hash)
 WHERE q.submission_id = ?
 ORDER BY ledger_row
 """
@@ -397,7 +415,9 @@ def collect(
     run already collected it."""
     with db.exclusive():
         row = db.fetchone(
-            "SELECT collected_at IS NULL FROM _enrich.batches WHERE submission_id = ?",
+            db.in_ledger(
+                "SELECT collected_at IS NULL FROM {ledger}.batches WHERE submission_id = ?"
+            ),
             [submission.submission_id],
         )
         if row is None or not row[0]:
@@ -409,7 +429,7 @@ def collect(
         }
         merged = 0
         if loaded:
-            db.execute(_STAGE, [submission.submission_id])
+            db.execute(db.in_ledger(_STAGE), [submission.submission_id])
             merged = move(
                 db, "collect", now, batch_id=submission.batch_id, source=rules.source, **values
             )
@@ -426,7 +446,7 @@ def answer(db: Database, now: datetime, rules: Rules, node: str, endpoint: str, 
         values = {"run_id": rules.run_id, "source": rules.source}
         move(db, "answer", now, max_attempts=rules.max_attempts, **values)
         db.execute(
-            sql.fill(_NEW_ANSWERS, sends=sql.work_table(node, "sends")),
+            db.in_ledger(_NEW_ANSWERS, sends=sql.work_table(node, "sends")),
             {"node": node, "endpoint": endpoint, "model": model, "now": now, **values},
         )
 
@@ -434,7 +454,9 @@ def answer(db: Database, now: datetime, rules: Rules, node: str, endpoint: str, 
 def close(db: Database, submission_id: str, now: datetime) -> None:
     """Nothing is left to do with this submission."""
     db.execute(
-        "UPDATE _enrich.batches SET collected_at = ?, updated_at = ? WHERE submission_id = ?",
+        db.in_ledger(
+            "UPDATE {ledger}.batches SET collected_at = ?, updated_at = ? WHERE submission_id = ?"
+        ),
         [now, now, submission_id],
     )
 
@@ -443,16 +465,17 @@ def close(db: Database, submission_id: str, now: datetime) -> None:
 # moved to their new hash when nothing holds them, once per model; in-flight ones wait for a
 # later run. Not a status change, but a write of the ledger's key, so it lives here too.
 _ADOPT = """
-UPDATE _enrich.requests AS q SET request_hash = r.request_hash
+UPDATE {ledger}.requests AS q SET request_hash = r.request_hash
 FROM (SELECT request_hash, {hashed} AS old FROM {rows}) AS r
 WHERE q.request_hash = r.old AND q.status NOT IN ('submitting', 'submitted')
-  AND r.request_hash NOT IN (SELECT request_hash FROM _enrich.requests)
+  AND r.request_hash NOT IN (SELECT request_hash FROM {ledger}.requests)
 """
 
 
 def has_legacy_hashes(db: Database, node: str) -> bool:
     """Whether `node` may still have requests under hashes of an earlier enrich."""
-    row = db.fetchone("SELECT count(*) FROM _enrich.legacy_hashes WHERE node = ?", [node])
+    statement = db.in_ledger("SELECT count(*) FROM {ledger}.legacy_hashes WHERE node = ?")
+    row = db.fetchone(statement, [node])
     return bool(row and row[0])
 
 
@@ -460,19 +483,23 @@ def adopt_hashes(db: Database, node: str, hashed: sql.Raw, digest: str) -> None:
     """Move `node`'s requests from their legacy hash (SQL `hashed` over its ``rows`` with
     `$digest`) to the hash its ``rows`` have now."""
     with db.exclusive():
-        statement = sql.fill(_ADOPT, hashed=hashed, rows=sql.work_table(node, "rows"))
+        statement = db.in_ledger(_ADOPT, hashed=hashed, rows=sql.work_table(node, "rows"))
         db.execute(statement, {"digest": digest})
         row = db.fetchone(
-            "SELECT count(*) FROM _enrich.requests WHERE node = ? AND status IN (?, ?)",
+            db.in_ledger(
+                "SELECT count(*) FROM {ledger}.requests WHERE node = ? AND status IN (?, ?)"
+            ),
             [node, SUBMITTING, SUBMITTED],
         )
         if row is not None and row[0] == 0:
-            db.execute("DELETE FROM _enrich.legacy_hashes WHERE node = ?", [node])
+            db.execute(db.in_ledger("DELETE FROM {ledger}.legacy_hashes WHERE node = ?"), [node])
 
 
 def backfill_sources(db: Database) -> None:
     """Answers recorded before sources were: from the base URL their batch was sent to."""
     db.execute(
-        "UPDATE _enrich.requests AS q SET source = b.base_url FROM _enrich.batches AS b"
-        " WHERE q.batch_id = b.batch_id AND q.answer IS NOT NULL"
+        db.in_ledger(
+            "UPDATE {ledger}.requests AS q SET source = b.base_url FROM {ledger}.batches AS b"
+            " WHERE q.batch_id = b.batch_id AND q.answer IS NOT NULL"
+        )
     )

@@ -307,7 +307,7 @@ def _answer_now(session: Session) -> None:
 
 
 def _show(session: Session) -> Done:
-    query, params = answers.preview_query(session.spec)
+    query, params = answers.preview_query(session.db, session.spec)
     table = session.db.read_table(query, session.preview_limit or 0, params)
     return Done(len(table.rows), "preview", {"table": table})
 

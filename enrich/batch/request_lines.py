@@ -100,7 +100,7 @@ FROM {rows} AS r
 LEFT JOIN (SELECT request_hash, rowid AS _ledger_row, """
     + CLAIMABLE
     + """ AS _claimable
-           FROM _enrich.requests AS q) USING (request_hash)
+           FROM {ledger}.requests AS q) USING (request_hash)
 WHERE _claimable IS NOT FALSE AND {first_of_its_request}
 """
 )
@@ -113,7 +113,7 @@ INSERT INTO {sends}
 SELECT request_hash, tokens, {row_key} AS row_key, {row_part} AS part,
        strlen(part) + $overhead AS line_bytes, _ledger_row AS ledger_row
 FROM {rows}
-JOIN (SELECT request_hash, rowid AS _ledger_row FROM _enrich.requests AS q
+JOIN (SELECT request_hash, rowid AS _ledger_row FROM {ledger}.requests AS q
       WHERE q.submission_id = $submission AND """
     + CLAIMABLE
     + """) USING (request_hash)
@@ -123,12 +123,12 @@ QUALIFY row_number() OVER (PARTITION BY request_hash ORDER BY {row_key}) = 1
 
 # Whether a collected submission left anything to send again (usually not: then nothing more).
 _LEFT_TO_RESEND = (
-    "SELECT count(*) FROM _enrich.requests AS q WHERE q.submission_id = $submission AND "
+    "SELECT count(*) FROM {ledger}.requests AS q WHERE q.submission_id = $submission AND "
     + CLAIMABLE
 )
 
 # Where the ledger ends now: a request new at planning that appears later lies beyond it.
-_LEDGER_END = "SELECT coalesce(max(rowid) + 1, 0) FROM _enrich.requests"
+_LEDGER_END = "SELECT coalesce(max(rowid) + 1, 0) FROM {ledger}.requests"
 
 # Counting distinct 64-bit hashes is twice as fast as distinct strings, and exact where it matters:
 # equal requests always hash alike; a rare collision only takes the slower, exact path.
@@ -180,7 +180,7 @@ COPY (
 
 # Only the requests a submission claimed: another model or thread may hold some of the shard's.
 _CLAIMED_BY = """AND request_hash IN (
-    SELECT request_hash FROM _enrich.requests WHERE submission_id = ?)"""
+    SELECT request_hash FROM {ledger}.requests WHERE submission_id = ?)"""
 
 _COUNTS = """
 SELECT count(*),
@@ -192,7 +192,7 @@ SELECT count(*),
 FROM (
     SELECT *, answered AND run_id = $run_id AS fresh
     FROM (SELECT *, answer IS NOT NULL AND source IS NOT DISTINCT FROM $source AS answered
-          FROM _enrich.requests)
+          FROM {ledger}.requests)
 ) AS q RIGHT JOIN {rows} AS r USING (request_hash)
 """
 
@@ -491,11 +491,11 @@ def plan_sends(
     A request too large for a batch file stops the model here, before anything is sent.
     """
     tables: dict[str, sql.Part] = {"rows": shared.rows, "sends": shared.sends}
-    end = db.fetchone(_LEDGER_END)
+    end = db.fetchone(db.in_ledger(_LEDGER_END))
     first = sql.Raw("true")
     if db.fetchone(sql.fill(_REPEATS, **tables)) == (True,):
         first = sql.Raw(sql.fill(_FIRST_OF_ITS_REQUEST, row_key=_row_key(spec), **tables))
-    statement = sql.fill(
+    statement = db.in_ledger(
         _SENDS,
         **tables,
         row_part=sql.Raw(spec.endpoint.row_part),
@@ -524,11 +524,11 @@ def plan_resends(
     """Add to the model's ``sends`` what a collected submission left to send again (claimable
     under `rules`), and shard just those."""
     params = {"submission": submission, **rules.params()}
-    left = db.fetchone(_LEFT_TO_RESEND, params)
+    left = db.fetchone(db.in_ledger(_LEFT_TO_RESEND), params)
     if not left or not left[0]:
         return []
     start = db.fetchone(sql.fill("SELECT count(*) FROM {sends}", sends=shared.sends))
-    statement = sql.fill(
+    statement = db.in_ledger(
         _RESENDS,
         rows=shared.rows,
         sends=shared.sends,
@@ -580,7 +580,7 @@ def write_shard(
     `claimed_by`, only the requests that submission holds."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    claimed = sql.Raw(_CLAIMED_BY if claimed_by else "")
+    claimed = sql.Raw(db.in_ledger(_CLAIMED_BY) if claimed_by else "")
     statement = sql.fill(_LINES, claimed=claimed, sends=shared.sends)
     only = [claimed_by] if claimed_by else []
     try:
@@ -608,7 +608,8 @@ def shard_bodies(db: Database, shared: Frame, shard: Shard) -> list[tuple[str, d
 def counts(db: Database, shared: Frame, run_id: str, source: str) -> Counts:
     """The model's ``rows`` by where their request stands with `source`; tokens of this run's
     answers."""
-    row = db.fetchone(sql.fill(_COUNTS, rows=shared.rows), {"run_id": run_id, "source": source})
+    statement = db.in_ledger(_COUNTS, rows=shared.rows)
+    row = db.fetchone(statement, {"run_id": run_id, "source": source})
     values = [int(v or 0) for v in row] if row else [0] * 6
     return Counts(*values)
 

@@ -41,10 +41,17 @@ DBT_WORDING = Wording(
         "'{{enrich_prices: {{\"{model}\": {{input: 0.1, output: 0.4}}}}}}' (USD per million "
         "tokens at batch prices)"
     ),
-    failures="failed rows are in _enrich.requests",
+    failures="failed rows are in _enrich.requests, of the enrich_ledger file when it is set",
 )
 
-VARS = ("enrich_offline", "enrich_dry_run", "enrich_no_wait", "enrich_max_cost", "enrich_prices")
+VARS = (
+    "enrich_offline",
+    "enrich_dry_run",
+    "enrich_no_wait",
+    "enrich_max_cost",
+    "enrich_prices",
+    "enrich_ledger",
+)
 
 
 @dataclass(frozen=True)
@@ -117,7 +124,7 @@ def _build(connection: Any, request: DbtRequest) -> Done:
             connection,
             query,
             request.target,
-            request.config,
+            _by_name(request.config),
             host_keys=dbt_config_keys(),
             name=request.name,
             where=request.where,
@@ -125,7 +132,28 @@ def _build(connection: Any, request: DbtRequest) -> Done:
             root=request.project_dir,
             prices=_prices(request.vars.get("enrich_prices"), request.where),
             options=options,
+            ledger=_ledger(request),
         )
+
+
+def _by_name(value: Any) -> Any:
+    """`value` with every mapping in it ordered by key. dbt hands a model's config dicts over in
+    the order written after one parse and sorted after another (its partial parse), and the
+    order of ``output`` and ``params`` is part of every request: one order for good, or the same
+    requests would be paid for again whenever dbt parses anew. Lists keep their order."""
+    if isinstance(value, Mapping):
+        return {str(k): _by_name(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, list):
+        return [_by_name(v) for v in value]
+    return value
+
+
+def _ledger(request: DbtRequest) -> Path | None:
+    """The shared ledger file the enrich_ledger var names (relative to the dbt project), if any."""
+    named = request.vars.get("enrich_ledger")
+    if named is None or str(named).strip() == "":
+        return None
+    return request.project_dir / Path(str(named)).expanduser()
 
 
 def _outcome(request: DbtRequest, done: Done) -> Outcome:

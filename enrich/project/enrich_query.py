@@ -4,7 +4,8 @@
 It takes the same config keys as a ``materialized='enrich'`` model; keys that belong to the host
 (dbt's ``schema``, ``alias``, …) are named by the host and ignored, any other unknown key is an
 error. The run state lives in the connection's database (schema ``_enrich``), so a second call
-sends only what is new or changed.
+sends only what is new or changed; with ``ledger=PATH``, requests and batches live in that DuckDB
+file instead, shared by every database that names it (dbt's dev and prod targets).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..batch import ledger, pipeline
+from ..batch import ledger as run_state
+from ..batch import pipeline
 from ..batch.costs import DEFAULT_PRICES, Price
 from ..batch.options import EnrichOptions, utc_now
 from ..batch.request_lines import BatchSettings
@@ -44,6 +46,7 @@ def enrich_query(
     prices: Mapping[str, Price] | None = None,
     options: EnrichOptions | None = None,
     clock: Callable[[], datetime] = utc_now,
+    ledger: str | Path | None = None,
 ) -> Done:
     """Send the rows of `query` (DuckDB SQL) through the Batch API and build `target`
     (``table``, ``schema.table`` or ``catalog.schema.table``) of their answers, on `connection`
@@ -52,6 +55,9 @@ def enrich_query(
     `name` identifies the model in the ledger and messages (default: the target's name); `where`
     is what errors name first (a model file); `root` is the folder ``system_prompt_file`` is
     relative to (default: the current one); `folder` keeps request files while batches are out.
+    With `ledger` (a DuckDB file, made if missing), what was sent and answered is kept there rather
+    than in the connection's database, so other databases using the same file never pay again
+    for the same requests; what each table was built from stays in its own database.
     Messages name the caller's own knobs when ``options.wording`` does. Returns the build's
     figures and its status by the failure thresholds (``success``, ``warn`` or ``error``); user
     mistakes raise :class:`~enrich.errors.EnrichError`.
@@ -60,8 +66,9 @@ def enrich_query(
     name = name or parts[-1]
     where = where or name
     spec = resolve(name, where, own_keys(config, host_keys, where), {}, Path(root or Path.cwd()))
-    db = Database.adopt(connection)
-    ledger.migrate(db)
+    db = Database.adopt(connection, None if ledger is None else Path(ledger))
+    run_state.migrate(db)
+    run_state.share_own(db)
     job = Job(
         name=name,
         sql=query,

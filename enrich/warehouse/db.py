@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 
@@ -22,6 +22,8 @@ from ..errors import ExecutionError, ProjectError, ResourceError, SeedError, no_
 from . import sql
 
 MEMORY = ":memory:"
+
+_T = TypeVar("_T")
 
 _RELATION_KIND = """
 SELECT lower(table_type) FROM information_schema.tables
@@ -108,9 +110,13 @@ class Database:
         opening: Opening,
         write_lock: threading.RLock | None = None,
         connection: duckdb.DuckDBPyConnection | None = None,
+        ledger_catalog: str | None = None,
     ) -> None:
         self.opening = opening
         self.path = opening.path
+        # Where requests and batches are kept: None for this database's own ``_enrich`` schema,
+        # or the catalog a shared ledger file is attached as (see :meth:`adopt`).
+        self.ledger_catalog = ledger_catalog
         self._con = connection
         self._owned = True  # False for a caller's connection: never closed or let go of here
         self._lock = threading.Lock()
@@ -134,26 +140,70 @@ class Database:
         return db
 
     @classmethod
-    def adopt(cls, connection: duckdb.DuckDBPyConnection) -> Database:
+    def adopt(
+        cls,
+        connection: duckdb.DuckDBPyConnection,
+        ledger: Path | None = None,
+        wait_seconds: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Database:
         """A connection the caller opened and will close (dbt's, a notebook's): enrich never
-        closes it or lets go of it, and plans in an in-memory scratch database attached to it."""
+        closes it or lets go of it, and plans in an in-memory scratch database attached to it.
+
+        With `ledger`, requests and batches are kept in that DuckDB file (attached as
+        ``enrich_ledger``, waiting up to `wait_seconds` while another process holds it) rather
+        than in the connection's database, so several databases (dbt's dev and prod targets)
+        share what was paid for. What each database's tables were built from stays in its own.
+        """
         row = connection.execute(_CURRENT_DATABASE).fetchone()
         name, file = (str(row[0]), row[1]) if row else (MEMORY, None)
-        opening = Opening(MEMORY, scratch=Path(MEMORY))
+        opening = Opening(MEMORY, scratch=Path(MEMORY), wait_seconds=wait_seconds, sleep=sleep)
         db = cls(opening, _host_write_lock(str(file or name)), connection=connection)
         db.path = name
         db._owned = False
         attach = sql.fill("ATTACH IF NOT EXISTS ':memory:' AS {alias}", alias=sql.SCRATCH)
         with db._write_lock:  # its other connections may be attaching it at this moment
             db.execute(attach)
+            if ledger is not None and not _same_file(ledger, file):
+                db._attach_ledger(ledger)
         return db
+
+    def _attach_ledger(self, path: Path) -> None:
+        row = self.fetchone(_ATTACHED, [sql.SHARED_LEDGER])
+        if row is not None and not _same_file(path, row[0]):
+            raise ProjectError(
+                f"this connection already keeps its ledger in {row[0]}, not {path}: use one "
+                "ledger file per connection (or a new connection)"
+            )
+        if row is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            attach = sql.fill("ATTACH IF NOT EXISTS ? AS {alias}", alias=sql.SHARED_LEDGER)
+            _waiting(self.opening, lambda: self._connection().execute(attach, [str(path)]), path)
+        self.ledger_catalog = sql.SHARED_LEDGER
+
+    @property
+    def ledger(self) -> sql.Raw:
+        """The schema that keeps requests and batches (see :meth:`adopt`)."""
+        return sql.state_schema(self.ledger_catalog)
+
+    def in_ledger(self, template: str, **parts: sql.Part) -> str:
+        """`template` (see :func:`sql.fill`) with ``{ledger}`` the schema of :attr:`ledger`."""
+        return sql.fill(template, ledger=self.ledger, **parts)
+
+    def own_state(self) -> Database:
+        """This database's own run state (``_enrich`` in it, even with a shared ledger): the same
+        connection, for migrating that schema."""
+        own = Database(self.opening, self._write_lock, self._connection())
+        own.path, own._owned = self.path, False
+        return own
 
     def sibling(self) -> Database:
         """Another connection to the same database, for another thread."""
         if self.opening.path == MEMORY:  # in memory, a database lives only in its connections
             with self._lock:
-                return Database(self.opening, self._write_lock, self._connection().cursor())
-        return Database(self.opening, self._write_lock)
+                cursor = self._connection().cursor()
+                return Database(self.opening, self._write_lock, cursor, self.ledger_catalog)
+        return Database(self.opening, self._write_lock, ledger_catalog=self.ledger_catalog)
 
     def close(self) -> None:
         """Close this connection (not a caller's)."""
@@ -351,23 +401,35 @@ def _host_write_lock(database: str) -> threading.RLock:
         return _HOST_LOCKS.setdefault(database, threading.RLock())
 
 
+_ATTACHED = "SELECT path FROM duckdb_databases() WHERE database_name = ?"
+
+
+def _same_file(path: Path, other: str | None) -> bool:
+    return other is not None and Path(other).resolve() == path.resolve()
+
+
+def _waiting(opening: Opening, attempt: Callable[[], _T], path: str | Path) -> _T:
+    """`attempt` to open a file, again while another process holds it, doubling the pause from
+    50 ms, for up to ``opening.wait_seconds``."""
+    pause, waited = 0.05, 0.0
+    while True:
+        try:
+            return attempt()
+        except duckdb.IOException as err:
+            if "Could not set lock" not in str(err) or waited >= opening.wait_seconds:
+                raise _open_error(opening, err, str(path)) from err
+        except duckdb.Error as err:
+            raise _open_error(opening, err, str(path)) from err
+        opening.sleep(pause)
+        waited, pause = waited + pause, min(pause * 2, 1.0)
+
+
 def _open(opening: Opening) -> duckdb.DuckDBPyConnection:
     """Connect, waiting while another process holds the file; attach the scratch database."""
     config: dict[str, str | bool | int | float | list[str]] = {}
     if opening.memory_limit:
         config["memory_limit"] = opening.memory_limit
-    pause, waited = 0.05, 0.0
-    while True:
-        try:
-            con = _connect(opening, config)
-            break
-        except duckdb.IOException as err:
-            if "Could not set lock" not in str(err) or waited >= opening.wait_seconds:
-                raise _open_error(opening, err) from err
-        except duckdb.Error as err:
-            raise _open_error(opening, err) from err
-        opening.sleep(pause)
-        waited, pause = waited + pause, min(pause * 2, 1.0)
+    con = _waiting(opening, lambda: _connect(opening, config), opening.path)
     if opening.scratch is not None:
         scratch = ":memory:" if opening.path == MEMORY else str(opening.scratch)
         opening.scratch.parent.mkdir(parents=True, exist_ok=True)
@@ -400,8 +462,8 @@ def _words(said: str) -> str:
     return said
 
 
-def _open_error(opening: Opening, err: duckdb.Error) -> ExecutionError:
-    target, said = opening.path, _words(str(err).strip())
+def _open_error(opening: Opening, err: duckdb.Error, target: str) -> ExecutionError:
+    said = _words(str(err).strip())
     if "Could not set lock" in said:
         holder = said.split("Conflicting lock is held in", 1)[-1].split(". See", 1)[0].strip()
         holder = holder.split(")", 1)[0] + ")" if "(PID" in holder else holder
@@ -409,6 +471,11 @@ def _open_error(opening: Opening, err: duckdb.Error) -> ExecutionError:
             f"{target} is held open by another process ({holder}) and stayed so for "
             f"{opening.wait_seconds:.0f} s: close it there (readers should connect with "
             "read_only=True and let go between queries), then run again"
+        )
+    if "Unique file handle conflict" in said:
+        return ExecutionError(
+            f"{target} is open on another connection of this process: close that connection "
+            "first (one process keeps a DuckDB file open once), then run again"
         )
     if opening.read_only and not Path(target).exists():
         return ExecutionError(f"{target} does not exist yet: build the project with enrich run")

@@ -19,6 +19,10 @@ from ..suggest import did_you_mean
 DUCKDB = "duckdb"
 # The run's scratch database, attached on every connection (see warehouse.db.Opening).
 SCRATCH = "enrich_work"
+# The schema of enrich's run state, in the database itself or in a shared ledger file attached
+# as this catalog (see warehouse.db.Database.adopt).
+STATE = "_enrich"
+SHARED_LEDGER = "enrich_ledger"
 
 
 def check_dialect(dialect: str, path: str) -> str:
@@ -90,6 +94,15 @@ def work_table(node: str, kind: str) -> Raw:
     '"enrich_work"."main"."movies:rows"'
     """
     return Raw(exp.table_(f"{node}:{kind}", db="main", catalog=SCRATCH, quoted=True).sql(DUCKDB))
+
+
+def state_schema(catalog: str | None = None) -> Raw:
+    """The schema of enrich's run state: the database's own, or a shared ledger's.
+
+    >>> state_schema().text, state_schema("enrich_ledger").text
+    ('"_enrich"', '"enrich_ledger"."_enrich"')
+    """
+    return Raw(".".join(quote(part) for part in (catalog, STATE) if part))
 
 
 def parse_model(sql: str, *, dialect: str, path: str) -> exp.Query:

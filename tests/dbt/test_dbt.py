@@ -2,8 +2,9 @@
 ``enrich serve-local`` in its own process, counted on the wire and in the server's own record.
 
 dbt takes seconds to start, so one project goes through few invocations: a first ``dbt build``
-on a new database with four threads, a second ``dbt run``, ``dbt build --full-refresh`` and
-``dbt run --empty``, each checked for what it must do.
+on a new database with four threads, a second ``dbt run``, ``dbt build --full-refresh``,
+``dbt run --empty``, then a shared ledger: ``dbt run`` with it, and ``dbt build --target prod``
+into another database file, each checked for what it must do.
 """
 
 from __future__ import annotations
@@ -146,8 +147,8 @@ class Shop:
         )
         return {t: self.query(f'SELECT count(*) FROM "{t}"')[0][0] for (t,) in tables}
 
-    def query(self, statement: str) -> list[tuple[Any, ...]]:
-        with duckdb.connect(str(self.root / "shop.duckdb"), read_only=True) as con:
+    def query(self, statement: str, database: str = "shop.duckdb") -> list[tuple[Any, ...]]:
+        with duckdb.connect(str(self.root / database), read_only=True) as con:
             return con.execute(statement).fetchall()
 
 
@@ -161,10 +162,11 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    database = json.dumps(str(root / "shop.duckdb"))
+    database, prod = (json.dumps(str(root / name)) for name in ("shop.duckdb", "prod.duckdb"))
     (root / "profiles.yml").write_text(
         f"shop:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n"
         f"      path: {database}\n      threads: 1\n"
+        f"    prod:\n      type: duckdb\n      path: {prod}\n      threads: 4\n"
     )
     assert cli.main(["dbt", "init", str(root)]) == 0
     data = base / "server"
@@ -253,3 +255,22 @@ def test_empty_builds_empty_typed_tables_and_sends_nothing(shop: Shop) -> None:
     assert shop.wire.uploads() == uploads and shop.executed() == executed
     assert shop.query("SELECT count(*) FROM note_labels") == [(0,)]
     assert _types(shop, "note_labels")["label"] == f"ENUM({LABELS[1:-1]})"
+
+
+def test_with_a_shared_ledger_prod_is_built_from_what_dev_paid_for(shop: Shop) -> None:
+    uploads, creates, executed = shop.wire.uploads(), shop.wire.batch_creates(), shop.executed()
+    shared = ("--vars", "{enrich_ledger: ledger.duckdb}")
+    dev = shop.dbt("run", *shared)  # dev's own answers move into the shared ledger
+    prod = shop.dbt("build", "--target", "prod", *shared)  # another file, a new database
+    assert shop.wire.uploads() == uploads and shop.wire.batch_creates() == creates, prod.stdout
+    assert shop.executed() == executed
+    results = shop.results()
+    assert results["note_labels"]["message"] == "OK 10 rows, 0 sent", prod.stdout
+    assert results["notes_warned"]["message"] == "WARN 7 rows, 3 failed"
+    assert all(r["status"] == "pass" for n, r in results.items() if n.startswith("accepted_"))
+    assert "Traceback" not in dev.stdout + dev.stderr + prod.stdout + prod.stderr
+    counts = shop.query("SELECT count(*), count(label) FROM note_labels", "prod.duckdb")
+    assert counts == [(10, 10)]
+    assert shop.query("SELECT count(*) FROM _enrich.requests", "prod.duckdb") == [(0,)]
+    assert shop.query("SELECT count(*) FROM _enrich.requests") == [(0,)]
+    assert shop.query("SELECT count(*) FROM _enrich.requests", "ledger.duckdb") == [(SENT_FIRST,)]

@@ -154,3 +154,34 @@ def test_offline_models_built_at_once_share_one_local_server(
     with ThreadPoolExecutor(max_workers=3) as pool:
         outcomes = list(pool.map(build, range(3)))
     assert [o["summary"] for o in outcomes] == ["OK 2 rows, 2 sent"] * 3, outcomes
+
+
+def test_the_order_dbt_hands_a_configs_dicts_over_in_sends_nothing_again(
+    notes: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    # dbt gives dicts in the order written after one parse and sorted after a partial parse.
+    written = {"topics": "VARCHAR[]", "summary": "VARCHAR"}
+    params = {"temperature": 0.2, "max_tokens": 50}
+    config = {**CONFIG, "output": written, "params": params}
+    first = _build(notes, tmp_path, {"enrich_offline": True}, config=config)
+    flipped = {
+        **config,
+        "output": dict(reversed(written.items())),
+        "params": dict(sorted(params.items())),
+    }
+    again = _build(notes, tmp_path, {"enrich_offline": True}, config=flipped)
+    assert (first["summary"], again["summary"]) == ("OK 2 rows, 2 sent", "OK 2 rows, 0 sent")
+    columns = notes.execute("SELECT * FROM main.note_labels LIMIT 0").description
+    assert [c[0] for c in columns][1:3] == ["summary", "topics"]
+
+
+def test_the_enrich_ledger_var_keeps_requests_in_that_file_under_the_project(
+    notes: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    outcome = _build(
+        notes, tmp_path, {"enrich_offline": True, "enrich_ledger": "state/ledger.duckdb"}
+    )
+    assert outcome["summary"] == "OK 2 rows, 2 sent", outcome
+    assert notes.execute("SELECT count(*) FROM _enrich.requests").fetchall() == [(0,)]
+    kept = notes.execute("SELECT count(*) FROM enrich_ledger._enrich.requests").fetchall()
+    assert kept == [(2,)] and (tmp_path / "state" / "ledger.duckdb").is_file()

@@ -88,3 +88,77 @@ def test_connections_of_a_new_database_calling_at_once_each_get_their_answer(
     with ThreadPoolExecutor(max_workers=4) as pool:
         said = list(pool.map(plan, range(4)))
     assert all(m.startswith("dry run: 2 rows, 0 cached, 2 requests to send") for m in said)
+
+
+@pytest.fixture
+def wired(tmp_path: Path) -> Iterator[Env]:
+    yield from start_env(tmp_path, {}, wire=True)
+
+
+def _database(path: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE TABLE notes AS SELECT * FROM (VALUES (1, 'The cat sat.'), (2, 'Rain soon.'))"
+        " AS t(id, body)"
+    )
+    return con
+
+
+def test_databases_sharing_a_ledger_pay_once_for_the_same_requests(
+    wired: Env, tmp_path: Path
+) -> None:
+    # dbt's dev and prod targets: two database files, one ledger file named by both.
+    ledger = tmp_path / "shared" / "ledger.duckdb"
+    dev = _database(tmp_path / "dev.duckdb")
+    first = enrich_query(dev, QUERY, "labels", CONFIG, options=wired.options(), ledger=ledger)
+    dev.close()
+    prod = _database(tmp_path / "prod.duckdb")
+    prod.execute("INSERT INTO notes VALUES (3, 'Snow tonight.')")
+    second = enrich_query(prod, QUERY, "labels", CONFIG, options=wired.options(), ledger=ledger)
+    assert (first.figures["requests_submitted"], second.figures["requests_submitted"]) == (2, 1)
+    assert second.figures["rows_cached"] == 2
+    assert wired.wire is not None and sum(wired.wire.sent_for_execution().values()) == 3
+    assert len(wired.received()) == 3
+    labels = prod.execute("SELECT id, label IS NOT NULL FROM labels ORDER BY id").fetchall()
+    assert labels == [(1, True), (2, True), (3, True)]
+    # What was paid for is in the ledger; what each table was built from, in its own database.
+    own = prod.execute("SELECT count(*) FROM _enrich.requests").fetchall()
+    built = prod.execute("SELECT node FROM _enrich.targets").fetchall()
+    assert own == [(0,)] and built == [("labels",)]
+    prod.close()
+    with duckdb.connect(str(ledger), read_only=True) as kept:
+        assert kept.execute("SELECT count(*) FROM _enrich.requests").fetchall() == [(3,)]
+
+
+def test_a_second_ledger_on_one_connection_is_refused(env: Env, tmp_path: Path) -> None:
+    con = _database(tmp_path / "dev.duckdb")
+    options = EnrichOptions(dry_run=True)
+    enrich_query(con, QUERY, "labels", CONFIG, options=options, ledger=tmp_path / "a.duckdb")
+    with pytest.raises(ProjectError, match=r"already keeps its ledger in .*a\.duckdb, not "):
+        enrich_query(con, QUERY, "labels", CONFIG, options=options, ledger=tmp_path / "b.duckdb")
+
+
+def test_a_database_that_takes_a_shared_ledger_brings_its_answers_along(
+    wired: Env, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger.duckdb"
+    dev = _database(tmp_path / "dev.duckdb")
+    enrich_query(dev, QUERY, "labels", CONFIG, options=wired.options())  # its own ledger
+    again = enrich_query(dev, QUERY, "labels", CONFIG, options=wired.options(), ledger=ledger)
+    dev.close()
+    prod = _database(tmp_path / "prod.duckdb")
+    third = enrich_query(prod, QUERY, "labels", CONFIG, options=wired.options(), ledger=ledger)
+    assert again.figures["requests_submitted"] == third.figures["requests_submitted"] == 0
+    assert wired.wire is not None and sum(wired.wire.sent_for_execution().values()) == 2
+    assert prod.execute("SELECT count(label) FROM labels").fetchall() == [(2,)]
+
+
+def test_a_database_with_batches_out_keeps_its_own_ledger_until_they_are_collected(
+    wired: Env, tmp_path: Path
+) -> None:
+    dev = _database(tmp_path / "dev.duckdb")
+    out = enrich_query(dev, QUERY, "labels", CONFIG, options=wired.options(wait=False))
+    assert out.figures["rows_pending"] == 2
+    with pytest.raises(ProjectError, match=r"^database dev has 2 requests in batches of its own"):
+        enrich_query(dev, QUERY, "labels", CONFIG, ledger=tmp_path / "ledger.duckdb")
+    assert wired.wire is not None and sum(wired.wire.sent_for_execution().values()) == 2

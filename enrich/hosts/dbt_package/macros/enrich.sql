@@ -2,7 +2,9 @@
   materialized='enrich': send each row of the model's SELECT to an LLM through the OpenAI Batch API
   and build a typed table of the answers, with the same config keys as an enrich project's models.
   The run state lives in the target database's `_enrich` schema, so a second run sends only what is
-  new or changed.
+  new or changed; with the enrich_ledger var (a DuckDB file, relative to the dbt project), requests
+  and answers live in that file instead, shared by every target that names it (dev and prod do
+  not pay twice for the same requests).
 
   The work is done in Python by enrich.hosts.dbt_materialization on this thread's connection; it
   leaves its outcome in the connection's variable `enrich_dbt_outcome`, and this macro reports it
@@ -10,7 +12,8 @@
   or failed rows over error_if_failed; the table is still built with what succeeded).
 
   Vars: enrich_offline (answer with enrich's local Batch API server in this process),
-  enrich_dry_run, enrich_no_wait, enrich_max_cost (USD), enrich_prices ({model: {input, output}}).
+  enrich_dry_run, enrich_no_wait, enrich_max_cost (USD), enrich_prices ({model: {input, output}}),
+  enrich_ledger (a shared ledger file).
 -#}
 {% materialization enrich, adapter='duckdb', supported_languages=['sql'] %}
   {%- set target_relation = this.incorporate(type='table') -%}
@@ -49,7 +52,7 @@
 
 
 {% macro enrich_request(relation, query) %}
-  {%- set names = ['enrich_offline', 'enrich_dry_run', 'enrich_no_wait', 'enrich_max_cost', 'enrich_prices'] -%}
+  {%- set names = ['enrich_offline', 'enrich_dry_run', 'enrich_no_wait', 'enrich_max_cost', 'enrich_prices', 'enrich_ledger'] -%}
   {%- set vars = {} -%}
   {%- for name in names -%}
     {%- do vars.update({name: var(name, none)}) -%}
