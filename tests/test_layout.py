@@ -111,7 +111,9 @@ def test_each_library_is_imported_in_one_module(library: str) -> None:
     assert importers == {ONLY_IN[library]}
 
 
-_STATUS_WRITE = re.compile(r"(UPDATE|INSERT INTO|DELETE FROM)\s+_enrich\.(requests|batches)\b")
+_STATUS_WRITE = re.compile(
+    r"(UPDATE|INSERT INTO|DELETE FROM)\s+(_enrich|\{ledger\})\.(requests|batches)\b"
+)
 
 
 def test_only_the_lifecycle_writes_requests_and_submissions() -> None:

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
+from ..errors import ProjectError
 from ..warehouse import sql
 from ..warehouse.db import Database
 
@@ -503,3 +504,36 @@ def backfill_sources(db: Database) -> None:
             " WHERE q.batch_id = b.batch_id AND q.answer IS NOT NULL"
         )
     )
+
+
+_IN_FLIGHT_HERE = """
+SELECT count(*) FILTER (WHERE status IN ('submitting', 'submitted')), count(*)
+FROM _enrich.requests
+"""
+
+_SHARE = """
+INSERT INTO {ledger}.requests BY NAME
+SELECT * FROM _enrich.requests ANTI JOIN {ledger}.requests USING (request_hash)
+"""
+
+
+def share_own(db: Database) -> int:
+    """Move what the database's own ledger holds into the shared one (the first run after a
+    shared ledger is set): its answers are then found there, not paid for again. Returns how
+    many requests moved; refuses while any of them is in a batch. Not a status change, but a
+    write of requests, so it lives here too."""
+    if db.ledger_catalog is None:
+        return 0
+    row = db.fetchone(_IN_FLIGHT_HERE)
+    in_flight, held = (int(row[0]), int(row[1])) if row else (0, 0)
+    if in_flight:
+        raise ProjectError(
+            f"database {db.path} has {in_flight} requests in batches of its own ledger: collect "
+            "them without the shared ledger first (run again without it), then set it"
+        )
+    if held:
+        with db.exclusive():
+            db.execute(db.in_ledger(_SHARE))
+        with db.exclusive():  # a crash between the two moves nothing twice: the copy skips known
+            db.execute("DELETE FROM _enrich.requests")
+    return held

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..batch import ledger as run_state
-from ..batch import pipeline
+from ..batch import lifecycle, pipeline
 from ..batch.costs import DEFAULT_PRICES, Price
 from ..batch.options import EnrichOptions, utc_now
 from ..batch.request_lines import BatchSettings
@@ -68,7 +68,7 @@ def enrich_query(
     spec = resolve(name, where, own_keys(config, host_keys, where), {}, Path(root or Path.cwd()))
     db = Database.adopt(connection, None if ledger is None else Path(ledger))
     run_state.migrate(db)
-    run_state.share_own(db)
+    lifecycle.share_own(db)
     job = Job(
         name=name,
         sql=query,
