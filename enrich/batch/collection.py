@@ -121,7 +121,10 @@ def _collect_group(session: Session, group: list[Ended]) -> None:
 
 def _download(session: Session, record: Submission, state: BatchState) -> list[Path]:
     """A batch's output and error files on disk; its uploaded input file deleted."""
-    client, folder = session.api(), Path(record.input_path).parent
+    # Into this run's own folder: the batch may be another run's (a shared ledger's other
+    # target, another checkout), whose folder is not this run's to write.
+    client, folder = session.api(), session.job.folder
+    folder.mkdir(parents=True, exist_ok=True)
     # Named for this collector alone: another thread may be collecting the same batch (the
     # ledger lets only one of them merge it).
     mine = uuid.uuid4().hex[:8]
@@ -154,7 +157,8 @@ def _merge(session: Session, record: Submission, state: BatchState, files: list[
     session.step("merged")
     if done:
         session.report(state, "collected")
-    for path in [Path(record.input_path), *files]:
+    record.discard_input()
+    for path in files:
         path.unlink(missing_ok=True)
 
 
@@ -165,7 +169,7 @@ def refused(session: Session, record: Submission, state: BatchState) -> None:
     _delete_upload(session, record)  # first: once refused and closed, nothing would come back
     lifecycle.refuse(session.db, record.submission_id, now, session.options.run_id, blamed)
     if TOKEN_LIMIT in codes:
-        Path(record.input_path).unlink(missing_ok=True)
+        record.discard_input()
         session.refused_for_tokens(now)
         session.say(f"batch {state.id}: enqueued-token limit reached; resubmitting later")
         return
@@ -176,7 +180,7 @@ def refused(session: Session, record: Submission, state: BatchState) -> None:
             f"line: {described or 'no reason given'}. Nothing ran and nothing was charged; its "
             f"input file is kept at {record.input_path}: fix what the API names and run again"
         )
-    Path(record.input_path).unlink(missing_ok=True)
+    record.discard_input()
     session.say(f"batch {state.id}: {len(blamed)} line(s) failed validation: {described}")
 
 

@@ -174,6 +174,17 @@ def _settled(db: Database) -> None:
     db.execute(db.in_ledger("ALTER TABLE {ledger}.targets ADD COLUMN settled VARCHAR"))
 
 
+def _shared_into(db: Database) -> None:
+    # Where a database's own answers went when it took a shared ledger: a run naming no ledger,
+    # or another, would pay for them again (see lifecycle.share_own).
+    db.execute(
+        db.in_ledger(
+            "CREATE TABLE {ledger}.shared_into"
+            " (ledger VARCHAR, moved_at TIMESTAMP, requests BIGINT)"
+        )
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     ("m001_create_schema", _create_schema),
     ("m002_seeds", _create_seeds),
@@ -185,6 +196,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("m008_answer_sources", _answer_sources),
     ("m009_targets", _targets),
     ("m010_settled", _settled),
+    ("m011_shared_into", _shared_into),
 )
 
 

@@ -30,8 +30,10 @@ next run's recovery settles it); ``collected_at`` closes it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from ..errors import ProjectError
@@ -223,6 +225,12 @@ class Submission:
     def columns(cls) -> list[str]:
         """Its fields, which are also the ledger's column names."""
         return [f.name for f in fields(cls)]
+
+    def discard_input(self) -> None:
+        """Delete its input file if it is still there: the run that wrote it may have been
+        another checkout's, whose folder is gone or not a folder now (a shared ledger)."""
+        with suppress(OSError):
+            Path(self.input_path).unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -511,21 +519,49 @@ SELECT count(*) FILTER (WHERE status IN ('submitting', 'submitted')), count(*)
 FROM _enrich.requests
 """
 
-_SHARE = """
+# The database's own requests join the shared ledger: new ones as they are; for known ones, its
+# answer replaces none (or one from the offline server) when the shared row is not in a batch.
+_SHARE = (
+    """
 INSERT INTO {ledger}.requests BY NAME
 SELECT * FROM _enrich.requests ANTI JOIN {ledger}.requests USING (request_hash)
-"""
+""",
+    """
+UPDATE {ledger}.requests AS s SET
+    status = o.status, attempts = o.attempts, error_code = o.error_code,
+    error_message = o.error_message, answer = o.answer, prompt_tokens = o.prompt_tokens,
+    completion_tokens = o.completion_tokens, batch_id = o.batch_id, run_id = o.run_id,
+    updated_at = o.updated_at, finished_at = o.finished_at, source = o.source
+FROM _enrich.requests AS o
+WHERE s.request_hash = o.request_hash AND o.answer IS NOT NULL
+  AND s.status NOT IN ('submitting', 'submitted')
+  AND (s.answer IS NULL OR (s.source = $offline AND o.source IS DISTINCT FROM $offline))
+""",
+    """
+INSERT INTO {ledger}.legacy_hashes
+SELECT * FROM _enrich.legacy_hashes ANTI JOIN {ledger}.legacy_hashes USING (node)
+""",
+)
+
+_SHARED_INTO = "SELECT ledger, moved_at FROM _enrich.shared_into ORDER BY moved_at DESC LIMIT 1"
 
 
-def share_own(db: Database) -> int:
-    """Move what the database's own ledger holds into the shared one (the first run after a
-    shared ledger is set): its answers are then found there, not paid for again. Returns how
-    many requests moved; refuses while any of them is in a batch. Not a status change, but a
-    write of requests, so it lives here too."""
-    if db.ledger_catalog is None:
+def share_own(db: Database, ledger: Path | None, now: datetime, offline: str, move: bool) -> int:
+    """Move what the database's own ledger holds into the shared `ledger` (the first run after
+    one is set), and remember where it went: its answers are then found there, not paid for
+    again, and a run that names no ledger, or another, is refused rather than paying again.
+    With `move` false (a dry run), only check. Returns how many requests moved. Not a status
+    change, but a write of requests, so it lives here too."""
+    _check_shared_into(db, ledger)
+    if ledger is None or db.ledger_catalog is None:
         return 0
     row = db.fetchone(_IN_FLIGHT_HERE)
     in_flight, held = (int(row[0]), int(row[1])) if row else (0, 0)
+    if held and not move:
+        # A dry run moves nothing: it plans from the database's own answers, as the run that
+        # moves them would find them (answers only the shared ledger has are counted as to send).
+        db.ledger_catalog = None
+        return 0
     if in_flight:
         raise ProjectError(
             f"database {db.path} has {in_flight} requests in batches of its own ledger: collect "
@@ -533,7 +569,27 @@ def share_own(db: Database) -> int:
         )
     if held:
         with db.exclusive():
-            db.execute(db.in_ledger(_SHARE))
+            for statement in _SHARE:
+                db.execute(
+                    db.in_ledger(statement), {"offline": offline} if "$" in statement else []
+                )
         with db.exclusive():  # a crash between the two moves nothing twice: the copy skips known
             db.execute("DELETE FROM _enrich.requests")
+            db.execute("DELETE FROM _enrich.legacy_hashes")
+            db.execute(
+                "INSERT INTO _enrich.shared_into VALUES (?, ?, ?)",
+                [str(ledger.resolve()), now, held],
+            )
     return held
+
+
+def _check_shared_into(db: Database, ledger: Path | None) -> None:
+    row = db.fetchone(_SHARED_INTO)
+    if row is None or (ledger is not None and Path(row[0]).resolve() == ledger.resolve()):
+        return
+    named = "names no shared ledger" if ledger is None else f"names the ledger {ledger}"
+    raise ProjectError(
+        f"database {db.path} moved its answers to the shared ledger {row[0]} on {row[1]:%Y-%m-%d}, "
+        f"but this run {named}: name that file again (dbt: the enrich_ledger var), or, to start "
+        "anew and pay again for its requests, DELETE FROM _enrich.shared_into in it"
+    )

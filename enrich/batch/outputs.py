@@ -78,14 +78,25 @@ class Output:
 
 def parse_output(spec: Any, path: str) -> Output:
     """Check ``config(output=...)`` and build its schema; errors name the model file and field."""
-    if not isinstance(spec, Mapping) or not spec:
+    pairs = _pairs(spec)
+    if not pairs:
         raise ProjectError(
             f"{path}: output must map each field to a DuckDB type, "
             "like output={'summary': 'VARCHAR', 'tags': 'VARCHAR[]'}"
         )
-    output = Output(tuple(_field(str(name), value, path) for name, value in spec.items()))
+    output = Output(tuple(_field(str(name), value, path) for name, value in pairs))
     _check_limits(output.json_schema(), path)
     return output
+
+
+def _pairs(spec: Any) -> list[tuple[Any, Any]]:
+    """The fields in order: a mapping's, or a list of one-field mappings' (a host such as dbt may
+    reorder a mapping's keys; a list keeps the order the model asks for its fields in)."""
+    if isinstance(spec, Mapping):
+        return list(spec.items())
+    if isinstance(spec, list) and all(isinstance(e, Mapping) and len(e) == 1 for e in spec):
+        return [next(iter(e.items())) for e in spec]
+    return []
 
 
 def _check_limits(schema: Mapping[str, Any], path: str) -> None:

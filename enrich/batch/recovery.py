@@ -64,7 +64,7 @@ def settle(session: Session, record: Submission) -> bool:
     file_id = record.input_file_id or client.find_file(Path(record.input_path).name, since)
     if file_id is not None:
         client.delete_file(file_id)
-    Path(record.input_path).unlink(missing_ok=True)
+    record.discard_input()
     lifecycle.release(session.db, record.submission_id, now)
     return False
 

@@ -127,7 +127,7 @@ def _reconcile(
 
 
 def _give_back(session: Session, record: Submission) -> None:
-    Path(record.input_path).unlink(missing_ok=True)
+    record.discard_input()
     lifecycle.release(session.db, record.submission_id, session.clock())
 
 

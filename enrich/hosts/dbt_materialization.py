@@ -151,9 +151,14 @@ def _by_name(value: Any) -> Any:
 def _ledger(request: DbtRequest) -> Path | None:
     """The shared ledger file the enrich_ledger var names (relative to the dbt project), if any."""
     named = request.vars.get("enrich_ledger")
-    if named is None or str(named).strip() == "":
+    if named is None or named is False or (isinstance(named, str) and not named.strip()):
         return None
-    return request.project_dir / Path(str(named)).expanduser()
+    if not isinstance(named, str):
+        raise ProjectError(
+            f"{request.where}: the enrich_ledger var is the path of a DuckDB file (relative to "
+            f"the dbt project), not {named!r}"
+        )
+    return request.project_dir / Path(named).expanduser()
 
 
 def _outcome(request: DbtRequest, done: Done) -> Outcome:

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..batch import ledger as run_state
 from ..batch import lifecycle, pipeline
+from ..batch.client import OFFLINE_SOURCE
 from ..batch.costs import DEFAULT_PRICES, Price
 from ..batch.options import EnrichOptions, utc_now
 from ..batch.request_lines import BatchSettings
@@ -66,9 +67,11 @@ def enrich_query(
     name = name or parts[-1]
     where = where or name
     spec = resolve(name, where, own_keys(config, host_keys, where), {}, Path(root or Path.cwd()))
-    db = Database.adopt(connection, None if ledger is None else Path(ledger))
+    shared = None if ledger is None else Path(ledger)
+    db = Database.adopt(connection, shared)
     run_state.migrate(db)
-    lifecycle.share_own(db)
+    chosen = options or EnrichOptions()
+    lifecycle.share_own(db, shared, clock(), OFFLINE_SOURCE, move=not chosen.dry_run)
     job = Job(
         name=name,
         sql=query,
@@ -79,7 +82,6 @@ def enrich_query(
         folder=Path(folder) / name,
         target=parts,
     )
-    chosen = options or EnrichOptions()
     run = dataclasses.replace(chosen, run_id=chosen.run_id or uuid.uuid4().hex)
     return pipeline.build(job, db, run, clock)
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -178,7 +179,8 @@ class Database:
         if row is None:
             path.parent.mkdir(parents=True, exist_ok=True)
             attach = sql.fill("ATTACH IF NOT EXISTS ? AS {alias}", alias=sql.SHARED_LEDGER)
-            _waiting(self.opening, lambda: self._connection().execute(attach, [str(path)]), path)
+            attaching = partial(self._connection().execute, attach, [str(path)])
+            _waiting(self.opening, attaching, path, _SHARED_TURNS)
         self.ledger_catalog = sql.SHARED_LEDGER
 
     @property
@@ -408,7 +410,7 @@ def _same_file(path: Path, other: str | None) -> bool:
     return other is not None and Path(other).resolve() == path.resolve()
 
 
-def _waiting(opening: Opening, attempt: Callable[[], _T], path: str | Path) -> _T:
+def _waiting(opening: Opening, attempt: Callable[[], _T], path: str | Path, advice: str = "") -> _T:
     """`attempt` to open a file, again while another process holds it, doubling the pause from
     50 ms, for up to ``opening.wait_seconds``."""
     pause, waited = 0.05, 0.0
@@ -417,9 +419,9 @@ def _waiting(opening: Opening, attempt: Callable[[], _T], path: str | Path) -> _
             return attempt()
         except duckdb.IOException as err:
             if "Could not set lock" not in str(err) or waited >= opening.wait_seconds:
-                raise _open_error(opening, err, str(path)) from err
+                raise _open_error(opening, err, str(path), advice) from err
         except duckdb.Error as err:
-            raise _open_error(opening, err, str(path)) from err
+            raise _open_error(opening, err, str(path), advice) from err
         opening.sleep(pause)
         waited, pause = waited + pause, min(pause * 2, 1.0)
 
@@ -462,15 +464,28 @@ def _words(said: str) -> str:
     return said
 
 
-def _open_error(opening: Opening, err: duckdb.Error, target: str) -> ExecutionError:
+_READERS = (
+    "close it there (readers should connect with read_only=True and let go between queries), "
+    "then run again"
+)
+# A run keeps a shared ledger open from its first enrich model to its end, waits for batches
+# included: runs sharing one take turns.
+_SHARED_TURNS = (
+    "runs that share a ledger take turns: run them one after the other (a run that does not "
+    "wait for its batches holds the ledger briefly; a later run collects them)"
+)
+
+
+def _open_error(
+    opening: Opening, err: duckdb.Error, target: str, advice: str = ""
+) -> ExecutionError:
     said = _words(str(err).strip())
     if "Could not set lock" in said:
         holder = said.split("Conflicting lock is held in", 1)[-1].split(". See", 1)[0].strip()
         holder = holder.split(")", 1)[0] + ")" if "(PID" in holder else holder
         return ExecutionError(
             f"{target} is held open by another process ({holder}) and stayed so for "
-            f"{opening.wait_seconds:.0f} s: close it there (readers should connect with "
-            "read_only=True and let go between queries), then run again"
+            f"{opening.wait_seconds:.0f} s: {advice or _READERS}"
         )
     if "Unique file handle conflict" in said:
         return ExecutionError(

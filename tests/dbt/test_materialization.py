@@ -185,3 +185,29 @@ def test_the_enrich_ledger_var_keeps_requests_in_that_file_under_the_project(
     assert notes.execute("SELECT count(*) FROM _enrich.requests").fetchall() == [(0,)]
     kept = notes.execute("SELECT count(*) FROM enrich_ledger._enrich.requests").fetchall()
     assert kept == [(2,)] and (tmp_path / "state" / "ledger.duckdb").is_file()
+
+
+def test_an_output_written_as_a_list_keeps_its_fields_in_that_order(
+    notes: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    # The order a model fills its fields in matters ("reasoning" before "answer"): a list keeps it.
+    config = {**CONFIG, "output": [{"reasoning": "VARCHAR"}, {"answer": "VARCHAR"}]}
+    outcome = _build(notes, tmp_path, {"enrich_offline": True}, config=config)
+    assert outcome["summary"] == "OK 2 rows, 2 sent", outcome
+    columns = notes.execute("SELECT * FROM main.note_labels LIMIT 0").description
+    assert [c[0] for c in columns][1:3] == ["reasoning", "answer"]
+
+
+@pytest.mark.parametrize(("value", "used"), [(False, False), ("", False), (True, None)])
+def test_the_enrich_ledger_var_is_a_path_or_off(
+    notes: duckdb.DuckDBPyConnection, tmp_path: Path, value: Any, used: bool | None
+) -> None:
+    outcome = _build(notes, tmp_path, {"enrich_offline": True, "enrich_ledger": value})
+    if used is None:
+        assert outcome["message"] == (
+            "models/note_labels.sql: the enrich_ledger var is the path of a DuckDB file "
+            "(relative to the dbt project), not True"
+        )
+    else:
+        assert outcome["summary"] == "OK 2 rows, 2 sent", outcome
+        assert notes.execute("SELECT count(*) FROM _enrich.requests").fetchall() == [(2,)]

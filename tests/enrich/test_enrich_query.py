@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -98,8 +99,8 @@ def wired(tmp_path: Path) -> Iterator[Env]:
 def _database(path: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(str(path))
     con.execute(
-        "CREATE TABLE notes AS SELECT * FROM (VALUES (1, 'The cat sat.'), (2, 'Rain soon.'))"
-        " AS t(id, body)"
+        "CREATE TABLE IF NOT EXISTS notes AS"
+        " SELECT * FROM (VALUES (1, 'The cat sat.'), (2, 'Rain soon.')) AS t(id, body)"
     )
     return con
 
@@ -162,3 +163,71 @@ def test_a_database_with_batches_out_keeps_its_own_ledger_until_they_are_collect
     with pytest.raises(ProjectError, match=r"^database dev has 2 requests in batches of its own"):
         enrich_query(dev, QUERY, "labels", CONFIG, ledger=tmp_path / "ledger.duckdb")
     assert wired.wire is not None and sum(wired.wire.sent_for_execution().values()) == 2
+
+
+def test_answers_a_database_paid_for_replace_the_shared_ledgers_failures(
+    wired: Env, tmp_path: Path
+) -> None:
+    once = {**CONFIG, "max_attempts": 1}
+    ledger = tmp_path / "ledger.duckdb"
+    dev = _database(tmp_path / "dev.duckdb")
+    enrich_query(dev, QUERY, "labels", once, options=wired.options())  # answered, its own ledger
+    dev.close()
+    wired.faults(fail_fraction=1.0)  # prod, on the shared ledger, fails the same requests
+    prod = _database(tmp_path / "prod.duckdb")
+    failed = enrich_query(prod, QUERY, "labels", once, options=wired.options(), ledger=ledger)
+    assert failed.figures["rows_failed"] == 2
+    prod.close()
+    dev = _database(tmp_path / "dev.duckdb")
+    shared = enrich_query(dev, QUERY, "labels", once, options=wired.options(), ledger=ledger)
+    assert shared.figures["rows_succeeded"] == 2 and shared.figures["requests_submitted"] == 0
+    assert dev.execute("SELECT count(label) FROM labels").fetchall() == [(2,)]
+    assert wired.wire is not None and sum(wired.wire.sent_for_execution().values()) == 4
+
+
+def test_a_dry_run_with_a_ledger_moves_nothing(env: Env, tmp_path: Path) -> None:
+    dev = _database(tmp_path / "dev.duckdb")
+    enrich_query(dev, QUERY, "labels", CONFIG, options=env.options())
+    dry = env.options(dry_run=True)
+    said = enrich_query(dev, QUERY, "labels", CONFIG, options=dry, ledger=tmp_path / "l.duckdb")
+    assert said.message.startswith("dry run: 2 rows, 2 cached, 0 requests to send"), said.message
+    assert dev.execute("SELECT count(*) FROM _enrich.requests").fetchall() == [(2,)]
+
+
+def test_a_database_whose_answers_moved_refuses_a_run_that_would_pay_again(
+    env: Env, tmp_path: Path
+) -> None:
+    dev = _database(tmp_path / "dev.duckdb")
+    enrich_query(dev, QUERY, "labels", CONFIG, options=env.options())
+    enrich_query(dev, QUERY, "labels", CONFIG, options=env.options(), ledger=tmp_path / "l.duckdb")
+    dev.close()
+    dev = _database(tmp_path / "dev.duckdb")
+    for other in (None, tmp_path / "m.duckdb"):
+        with pytest.raises(ProjectError, match=r"^database dev moved its answers to the shared "):
+            enrich_query(dev, QUERY, "labels", CONFIG, options=env.options(), ledger=other)
+        dev.close()
+        dev = _database(tmp_path / "dev.duckdb")
+    done = enrich_query(
+        dev, QUERY, "labels", CONFIG, options=env.options(), ledger=tmp_path / "l.duckdb"
+    )
+    assert done.figures["requests_submitted"] == 0 and len(env.received()) == 2
+
+
+def test_a_batch_another_database_sent_is_collected_into_this_runs_own_folder(
+    env: Env, tmp_path: Path
+) -> None:
+    ledger, theirs, mine = tmp_path / "ledger.duckdb", tmp_path / "a", tmp_path / "b"
+    dev = _database(tmp_path / "dev.duckdb")
+    out = enrich_query(
+        dev, QUERY, "labels", CONFIG, options=env.options(wait=False), ledger=ledger, folder=theirs
+    )
+    assert out.figures["rows_pending"] == 2
+    dev.close()
+    shutil.rmtree(theirs)
+    theirs.write_text("another checkout's folder, not ours to write\n")
+    prod = _database(tmp_path / "prod.duckdb")
+    done = enrich_query(
+        prod, QUERY, "labels", CONFIG, options=env.options(), ledger=ledger, folder=mine
+    )
+    assert done.figures["rows_succeeded"] == 2 and done.figures["requests_submitted"] == 0
+    assert len(env.received()) == 2
