@@ -3,10 +3,17 @@
 Time is read from an injected clock. :meth:`Engine.tick` brings every batch up to the clock's
 present, so the same calls give the same results whether the server is polled every second or once
 a day; every timestamp is the moment the step would have happened, never later than now.
+
+Two locks: ``_lock`` guards the tables of files and batches (and the faults), and is only ever held
+briefly; ``_ticking`` is held while batches move along, their lines read, answered and written
+(seconds, for big batches). Only what reads or changes a batch's state waits for a tick (retrieve,
+list, cancel): uploads, creates and downloads go on meanwhile, as they do at the real API. Always
+take ``_ticking`` before ``_lock``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import secrets
@@ -59,6 +66,7 @@ class Engine:
         self.sql_answers = respond is offline_respond
         self.bulk = Bulk(self.store)
         self._lock = threading.RLock()
+        self._ticking = threading.RLock()
         self._pool = ThreadPoolExecutor(max_workers=max(config.concurrency, 1))
         self._files = {f["id"]: f for f in self.store.files()}
         self._batches = {r["batch"]["id"]: r for r in self.store.batches()}
@@ -72,7 +80,7 @@ class Engine:
     def close(self) -> None:
         """Stop the worker threads and let go of the lines in flight."""
         self._pool.shutdown(wait=False, cancel_futures=True)
-        with self._lock:
+        with self._ticking:
             self.bulk.close()
 
     def set_faults(self, **changes: Any) -> Faults:
@@ -146,7 +154,8 @@ class Engine:
             meta = file_object(new_file_id(), filename, purpose, size, now, lifetime) | {
                 "_seq": self._seq
             }
-            self.store.put_file(meta, source=source)
+        self.store.put_file(meta, source=source)  # no one knows its id yet: no lock needed
+        with self._lock:
             self._files[meta["id"]] = meta
         return public_file(meta)
 
@@ -168,11 +177,21 @@ class Engine:
 
     def delete_file(self, file_id: str) -> dict[str, Any]:
         """Delete a file."""
-        with self._lock:
+        # A batch still to read its input file keeps it until it has read it.
+        reading = self._ticking if self._read_by_active_batch(file_id) else contextlib.nullcontext()
+        with reading, self._lock:
             self.get_file(file_id)
             self.store.delete_file(file_id)
             del self._files[file_id]
         return {"id": file_id, "object": "file", "deleted": True}
+
+    def _read_by_active_batch(self, file_id: str) -> bool:
+        with self._lock:
+            records = list(self._batches.values())
+        return any(
+            r["batch"]["input_file_id"] == file_id and r["batch"]["status"] in ACTIVE
+            for r in records
+        )
 
     def file_content(self, file_id: str) -> Path:
         """Where a file's bytes are."""
@@ -215,7 +234,7 @@ class Engine:
 
     def get_batch(self, batch_id: str) -> dict[str, Any]:
         """A Batch object as of now, or 404."""
-        with self._lock:
+        with self._ticking:
             self.tick()
             record = self._visible(batch_id)
             record["retrieves"] += 1
@@ -230,15 +249,16 @@ class Engine:
 
     def list_batches(self, limit: int, after: str | None) -> dict[str, Any]:
         """Batches, newest first, after a cursor."""
-        with self._lock:
+        with self._ticking:
             self.tick()
-            records = [r for r in self._batches.values() if not gone(r)]
+            with self._lock:
+                records = [r for r in self._batches.values() if not gone(r)]
             records.sort(key=lambda r: r["seq"], reverse=True)
             return page([dict(r["batch"]) for r in records], limit, after)
 
     def cancel_batch(self, batch_id: str) -> dict[str, Any]:
         """Start cancelling; 409 for a batch already finished."""
-        with self._lock:
+        with self._ticking:
             self.tick()
             record = self._visible(batch_id)
             batch = record["batch"]
@@ -251,7 +271,8 @@ class Engine:
             return dict(batch)
 
     def _visible(self, batch_id: str) -> dict[str, Any]:
-        record = self._batches.get(batch_id)
+        with self._lock:
+            record = self._batches.get(batch_id)
         if record is None or gone(record):
             raise ApiError(404, f"No batch found with id '{batch_id}'.")
         return record
@@ -284,9 +305,11 @@ class Engine:
 
     def tick(self) -> None:
         """Bring every unfinished batch up to the clock's present."""
-        with self._lock:
-            now = self.clock()
-            for record in self._batches.values():
+        with self._ticking:
+            with self._lock:
+                now = self.clock()
+                records = list(self._batches.values())
+            for record in records:
                 if record["batch"]["status"] in ACTIVE:
                     before = json.dumps(record)
                     self._advance(record, now)
@@ -311,7 +334,8 @@ class Engine:
 
     def _validate(self, record: dict[str, Any], at: float) -> None:
         batch = record["batch"]
-        source = self._files.get(batch["input_file_id"])
+        with self._lock:
+            source = self._files.get(batch["input_file_id"])
         if source is None or source["purpose"] != "batch":
             return self._fail(record, at, [_missing_input(batch["input_file_id"])])
         if record.get("force_invalid_file"):  # absent from batches stored by older servers
@@ -344,9 +368,11 @@ class Engine:
         limit = self.config.limits.enqueued_token_limit
         if limit is None:
             return False
+        with self._lock:
+            records = list(self._batches.values())
         queued = sum(
             r["tokens"]
-            for r in self._batches.values()
+            for r in records
             if r.get("model") == model and r["batch"]["status"] in ("in_progress", "finalizing")
         )
         return bool(queued + tokens > limit)
@@ -471,11 +497,12 @@ class Engine:
         path = self.store.file_path(file_id)
         if not path.exists():
             return None
-        self._seq += 1
         size = path.stat().st_size
-        meta = file_object(file_id, filename, "batch_output", size, int(at), expiry)
-        self.store.put_file_meta(meta | {"_seq": self._seq})
-        self._files[file_id] = meta | {"_seq": self._seq}
+        with self._lock:
+            self._seq += 1
+            meta = file_object(file_id, filename, "batch_output", size, int(at), expiry)
+            self.store.put_file_meta(meta | {"_seq": self._seq})
+            self._files[file_id] = meta | {"_seq": self._seq}
         return file_id
 
 
