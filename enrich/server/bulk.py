@@ -79,6 +79,10 @@ class Bulk:
         self.scratch.mkdir(exist_ok=True)
         self.db = Database.connect(":memory:")
         self.db.execute("SET temp_directory = ?", [str(self.scratch / "spill")])
+        # One thread: a batch's statements run on one core anyway (its lines are one morsel of
+        # DuckDB's parallelism), and the idle threads' buffers cost a third of the memory; the
+        # other cores are the client's (offline runs serve in the client's process).
+        self.db.execute("SET threads = 1")
         self.loaded: set[str] = set()
         self.answered: Counter[str] = Counter()  # lines answered "in sql" and "in python"
 
