@@ -174,13 +174,16 @@ def _settled(db: Database) -> None:
     db.execute(db.in_ledger("ALTER TABLE {ledger}.targets ADD COLUMN settled VARCHAR"))
 
 
-def _shared_into(db: Database) -> None:
-    # Where a database's own answers went when it took a shared ledger: a run naming no ledger,
-    # or another, would pay for them again (see lifecycle.share_own).
+def _shared_ledger(db: Database) -> None:
+    # Each ledger's identity, and, in a database, which shared ledger its answers went to: a run
+    # naming no ledger, another one, or a new file in its place would pay for them again (see
+    # lifecycle.share_own).
+    db.execute(db.in_ledger("CREATE TABLE {ledger}.identity (id VARCHAR NOT NULL)"))
+    db.execute(db.in_ledger("INSERT INTO {ledger}.identity VALUES (uuid()::VARCHAR)"))
     db.execute(
         db.in_ledger(
             "CREATE TABLE {ledger}.shared_into"
-            " (ledger VARCHAR, moved_at TIMESTAMP, requests BIGINT)"
+            " (ledger VARCHAR, ledger_id VARCHAR, moved_at TIMESTAMP, requests BIGINT)"
         )
     )
 
@@ -196,7 +199,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("m008_answer_sources", _answer_sources),
     ("m009_targets", _targets),
     ("m010_settled", _settled),
-    ("m011_shared_into", _shared_into),
+    ("m011_shared_ledger", _shared_ledger),
 )
 
 

@@ -543,24 +543,40 @@ SELECT * FROM _enrich.legacy_hashes ANTI JOIN {ledger}.legacy_hashes USING (node
 """,
 )
 
-_SHARED_INTO = "SELECT ledger, moved_at FROM _enrich.shared_into ORDER BY moved_at DESC LIMIT 1"
+_SHARED_INTO = "SELECT ledger, ledger_id, moved_at, requests FROM _enrich.shared_into LIMIT 1"
+
+# Only what the shared ledger now holds as well leaves the database: an answer whose request is
+# in a batch there stays until that batch is collected (the next run finishes the move).
+_MOVED = """
+DELETE FROM _enrich.requests WHERE request_hash IN (
+    SELECT o.request_hash
+    FROM _enrich.requests AS o JOIN {ledger}.requests AS s USING (request_hash)
+    WHERE o.answer IS NULL OR s.answer IS NOT NULL)
+"""
+
+_RECORD = """
+INSERT INTO _enrich.shared_into SELECT ?, (SELECT id FROM {ledger}.identity), ?, ?
+WHERE NOT EXISTS (SELECT 1 FROM _enrich.shared_into)
+"""
 
 
 def share_own(db: Database, ledger: Path | None, now: datetime, offline: str, move: bool) -> int:
     """Move what the database's own ledger holds into the shared `ledger` (the first run after
-    one is set), and remember where it went: its answers are then found there, not paid for
-    again, and a run that names no ledger, or another, is refused rather than paying again.
-    With `move` false (a dry run), only check. Returns how many requests moved. Not a status
+    one is set), and remember which ledger it uses: its answers are then found there, not paid
+    for again, and a run that names no ledger, or another, is refused rather than paying again.
+    With `move` false (a dry run), only check. Returns how many requests it held. Not a status
     change, but a write of requests, so it lives here too."""
-    _check_shared_into(db, ledger)
+    recorded = check_shared_into(db, ledger)
     if ledger is None or db.ledger_catalog is None:
         return 0
     row = db.fetchone(_IN_FLIGHT_HERE)
     in_flight, held = (int(row[0]), int(row[1])) if row else (0, 0)
-    if held and not move:
-        # A dry run moves nothing: it plans from the database's own answers, as the run that
-        # moves them would find them (answers only the shared ledger has are counted as to send).
-        db.ledger_catalog = None
+    if not move:
+        if held and not recorded:
+            # A dry run moves nothing: it plans from the database's own answers, as the run
+            # that moves them would find them (answers only the shared ledger has count as to
+            # send).
+            db.ledger_catalog = None
         return 0
     if in_flight:
         raise ProjectError(
@@ -570,26 +586,31 @@ def share_own(db: Database, ledger: Path | None, now: datetime, offline: str, mo
     if held:
         with db.exclusive():
             for statement in _SHARE:
-                db.execute(
-                    db.in_ledger(statement), {"offline": offline} if "$" in statement else []
-                )
-        with db.exclusive():  # a crash between the two moves nothing twice: the copy skips known
-            db.execute("DELETE FROM _enrich.requests")
+                named: dict[str, Any] = {"offline": offline} if "$" in statement else {}
+                db.execute(db.in_ledger(statement), named)
+    with db.exclusive():  # a crash between the two moves nothing twice: the copy skips known
+        if held:
+            db.execute(db.in_ledger(_MOVED))
             db.execute("DELETE FROM _enrich.legacy_hashes")
-            db.execute(
-                "INSERT INTO _enrich.shared_into VALUES (?, ?, ?)",
-                [str(ledger.resolve()), now, held],
-            )
+        db.execute(db.in_ledger(_RECORD), [str(ledger.resolve()), now, held])
     return held
 
 
-def _check_shared_into(db: Database, ledger: Path | None) -> None:
+def check_shared_into(db: Database, ledger: Path | None) -> bool:
+    """Refuse a run that would pay again for answers this database moved to a shared ledger: one
+    naming no ledger, another file, or a new file in that one's place. Whether it moved any."""
     row = db.fetchone(_SHARED_INTO)
-    if row is None or (ledger is not None and Path(row[0]).resolve() == ledger.resolve()):
-        return
-    named = "names no shared ledger" if ledger is None else f"names the ledger {ledger}"
+    if row is None:
+        return False
+    path, ledger_id, moved_at, requests = row
+    if ledger is not None and db.ledger_catalog is not None:
+        found = db.fetchone(db.in_ledger("SELECT id FROM {ledger}.identity"))
+        if found is not None and found[0] == ledger_id:
+            return True
+    named = "names no shared ledger" if ledger is None else f"names {ledger}, not that file"
     raise ProjectError(
-        f"database {db.path} moved its answers to the shared ledger {row[0]} on {row[1]:%Y-%m-%d}, "
-        f"but this run {named}: name that file again (dbt: the enrich_ledger var), or, to start "
-        "anew and pay again for its requests, DELETE FROM _enrich.shared_into in it"
+        f"database {db.path} keeps its answers in the shared ledger {path} (since "
+        f"{moved_at:%Y-%m-%d}, {requests} requests moved), but this run {named}: name that file "
+        "(dbt: the enrich_ledger var; enrich_query: ledger=), restore it if it was deleted, or, "
+        "to start anew and pay again for its requests, DELETE FROM _enrich.shared_into in it"
     )

@@ -148,12 +148,18 @@ def _by_name(value: Any) -> Any:
     return value
 
 
+# What a templated var renders for "off" (``{{ env_var('ENRICH_LEDGER', 'false') }}``), and
+# words that would otherwise become a file of that name.
+_OFF = frozenset({"", "false", "no", "0", "none", "off"})
+_ON = frozenset({"true", "yes", "1", "on"})
+
+
 def _ledger(request: DbtRequest) -> Path | None:
     """The shared ledger file the enrich_ledger var names (relative to the dbt project), if any."""
     named = request.vars.get("enrich_ledger")
-    if named is None or named is False or (isinstance(named, str) and not named.strip()):
+    if named is None or named is False or str(named).strip().lower() in _OFF:
         return None
-    if not isinstance(named, str):
+    if not isinstance(named, str) or named.strip().lower() in _ON:
         raise ProjectError(
             f"{request.where}: the enrich_ledger var is the path of a DuckDB file (relative to "
             f"the dbt project), not {named!r}"

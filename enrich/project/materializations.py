@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from ..batch import pipeline
+from ..batch import lifecycle, pipeline
 from ..batch.options import EnrichOptions, utc_now
 from ..batch.session import Job
 from ..batch.spec import ENRICH_KEYS
@@ -81,6 +81,7 @@ def require_upstream(db: Database, model: Model) -> None:
 def build_enrich(model: Model, ctx: BuildContext) -> Outcome:
     """Send the model's rows through the Batch API and build a table of the answers."""
     require_upstream(ctx.db, model)
+    lifecycle.check_shared_into(ctx.db, None)  # an enrich project cannot name a shared ledger
     done = pipeline.build(enrich_job(model, ctx.project), ctx.db, ctx.options, ctx.clock)
     return Outcome(done.rows, done.message, done.figures, done.status)
 

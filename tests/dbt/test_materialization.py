@@ -198,7 +198,9 @@ def test_an_output_written_as_a_list_keeps_its_fields_in_that_order(
     assert [c[0] for c in columns][1:3] == ["reasoning", "answer"]
 
 
-@pytest.mark.parametrize(("value", "used"), [(False, False), ("", False), (True, None)])
+@pytest.mark.parametrize(
+    ("value", "used"), [(False, False), ("", False), ("false", False), (True, None), ("yes", None)]
+)
 def test_the_enrich_ledger_var_is_a_path_or_off(
     notes: duckdb.DuckDBPyConnection, tmp_path: Path, value: Any, used: bool | None
 ) -> None:
@@ -206,7 +208,7 @@ def test_the_enrich_ledger_var_is_a_path_or_off(
     if used is None:
         assert outcome["message"] == (
             "models/note_labels.sql: the enrich_ledger var is the path of a DuckDB file "
-            "(relative to the dbt project), not True"
+            f"(relative to the dbt project), not {value!r}"
         )
     else:
         assert outcome["summary"] == "OK 2 rows, 2 sent", outcome

@@ -13,7 +13,7 @@ import pytest
 from enrich import ProjectError, enrich_query
 from enrich.batch.options import EnrichOptions
 
-from .conftest import Env, start_env
+from .conftest import NOTES, Env, start_env
 
 CONFIG = {
     "unique_key": "id",
@@ -203,7 +203,7 @@ def test_a_database_whose_answers_moved_refuses_a_run_that_would_pay_again(
     dev.close()
     dev = _database(tmp_path / "dev.duckdb")
     for other in (None, tmp_path / "m.duckdb"):
-        with pytest.raises(ProjectError, match=r"^database dev moved its answers to the shared "):
+        with pytest.raises(ProjectError, match=r"^database dev keeps its answers in the shared "):
             enrich_query(dev, QUERY, "labels", CONFIG, options=env.options(), ledger=other)
         dev.close()
         dev = _database(tmp_path / "dev.duckdb")
@@ -231,3 +231,59 @@ def test_a_batch_another_database_sent_is_collected_into_this_runs_own_folder(
     )
     assert done.figures["rows_succeeded"] == 2 and done.figures["requests_submitted"] == 0
     assert len(env.received()) == 2
+
+
+def test_a_database_built_on_a_shared_ledger_refuses_a_run_without_it_or_a_new_file(
+    env: Env, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "l.duckdb"
+    prod = _database(tmp_path / "prod.duckdb")
+    enrich_query(prod, QUERY, "labels", CONFIG, options=env.options(), ledger=ledger)
+    prod.close()
+    ledger.unlink()  # the ledger deleted: a new, empty file in its place would pay again
+    for named in (None, ledger):
+        prod = _database(tmp_path / "prod.duckdb")
+        with pytest.raises(ProjectError, match=r"restore it if it was deleted"):
+            enrich_query(prod, QUERY, "labels", CONFIG, options=env.options(), ledger=named)
+        prod.close()
+    assert len(env.received()) == 2
+
+
+def test_an_answer_whose_shared_request_is_in_a_batch_stays_until_that_batch_is_collected(
+    wired: Env, tmp_path: Path
+) -> None:
+    once, ledger = {**CONFIG, "max_attempts": 1}, tmp_path / "ledger.duckdb"
+    dev = _database(tmp_path / "dev.duckdb")
+    enrich_query(dev, QUERY, "labels", once, options=wired.options())  # answered, its own ledger
+    dev.close()
+    wired.faults(fail_fraction=1.0)  # prod sends the same requests; they will fail
+    prod = _database(tmp_path / "prod.duckdb")
+    out = enrich_query(
+        prod, QUERY, "labels", once, options=wired.options(wait=False), ledger=ledger
+    )
+    assert out.figures["rows_pending"] == 2
+    prod.close()
+    dev = _database(tmp_path / "dev.duckdb")
+    enrich_query(dev, QUERY, "labels", once, options=wired.options(), ledger=ledger)
+    # prod's batch failed both; dev's answers were kept back, and the next run moves them in.
+    again = enrich_query(dev, QUERY, "labels", once, options=wired.options(), ledger=ledger)
+    assert again.figures["rows_succeeded"] == 2 and again.figures["requests_submitted"] == 0
+    assert dev.execute("SELECT count(label) FROM labels").fetchall() == [(2,)]
+    assert dev.execute("SELECT count(*) FROM _enrich.requests").fetchall() == [(0,)]
+    assert wired.wire is not None and sum(wired.wire.sent_for_execution().values()) == 4
+
+
+def test_an_enrich_project_whose_database_moved_its_answers_is_refused(tmp_path: Path) -> None:
+    for env in start_env(tmp_path, NOTES):
+        assert env.run().ok and len(env.received()) == 4
+        con = duckdb.connect(str(env.root / "warehouse.duckdb"))
+        side = "SELECT id, body AS prompt FROM notes"
+        options = env.options()
+        enrich_query(con, side, "side", CONFIG, options=options, ledger=tmp_path / "l.duckdb")
+        con.close()
+        again = env.run()
+        [result] = [r for r in again.results if r.name == "note_labels"]
+        assert result.status == "error" and "keeps its answers in the shared ledger" in (
+            result.message
+        ), result.message
+        assert len(env.received()) == 4 + 4
