@@ -124,7 +124,6 @@ def _download(session: Session, record: Submission, state: BatchState) -> list[P
     # Into this run's own folder: the batch may be another run's (a shared ledger's other
     # target, another checkout), whose folder is not this run's to write.
     client, folder = session.api(), session.job.folder
-    folder.mkdir(parents=True, exist_ok=True)
     # Named for this collector alone: another thread may be collecting the same batch (the
     # ledger lets only one of them merge it).
     mine = uuid.uuid4().hex[:8]

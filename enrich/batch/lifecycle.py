@@ -521,12 +521,12 @@ FROM _enrich.requests
 
 # The database's own requests join the shared ledger: new ones as they are; for known ones, its
 # answer replaces none (or one from the offline server) when the shared row is not in a batch.
-_SHARE = (
-    """
+_SHARE_NEW = """
 INSERT INTO {ledger}.requests BY NAME
 SELECT * FROM _enrich.requests ANTI JOIN {ledger}.requests USING (request_hash)
-""",
-    """
+"""
+
+_SHARE_ANSWERS = """
 UPDATE {ledger}.requests AS s SET
     status = o.status, attempts = o.attempts, error_code = o.error_code,
     error_message = o.error_message, answer = o.answer, prompt_tokens = o.prompt_tokens,
@@ -535,13 +535,13 @@ UPDATE {ledger}.requests AS s SET
 FROM _enrich.requests AS o
 WHERE s.request_hash = o.request_hash AND o.answer IS NOT NULL
   AND s.status NOT IN ('submitting', 'submitted')
-  AND (s.answer IS NULL OR (s.source = $offline AND o.source IS DISTINCT FROM $offline))
-""",
-    """
+  AND (s.answer IS NULL OR (s.source = ? AND o.source IS DISTINCT FROM ?))
+"""
+
+_SHARE_LEGACY = """
 INSERT INTO {ledger}.legacy_hashes
 SELECT * FROM _enrich.legacy_hashes ANTI JOIN {ledger}.legacy_hashes USING (node)
-""",
-)
+"""
 
 _SHARED_INTO = "SELECT ledger, ledger_id, moved_at, requests FROM _enrich.shared_into LIMIT 1"
 
@@ -585,9 +585,9 @@ def share_own(db: Database, ledger: Path | None, now: datetime, offline: str, mo
         )
     if held:
         with db.exclusive():
-            for statement in _SHARE:
-                named: dict[str, Any] = {"offline": offline} if "$" in statement else {}
-                db.execute(db.in_ledger(statement), named)
+            db.execute(db.in_ledger(_SHARE_NEW))
+            db.execute(db.in_ledger(_SHARE_ANSWERS), [offline, offline])
+            db.execute(db.in_ledger(_SHARE_LEGACY))
     with db.exclusive():  # a crash between the two moves nothing twice: the copy skips known
         if held:
             db.execute(db.in_ledger(_MOVED))

@@ -431,7 +431,7 @@ def _open(opening: Opening) -> duckdb.DuckDBPyConnection:
     config: dict[str, str | bool | int | float | list[str]] = {}
     if opening.memory_limit:
         config["memory_limit"] = opening.memory_limit
-    con = _waiting(opening, lambda: _connect(opening, config), opening.path)
+    con = _waiting(opening, partial(_connect, opening, config), opening.path)
     if opening.scratch is not None:
         scratch = ":memory:" if opening.path == MEMORY else str(opening.scratch)
         opening.scratch.parent.mkdir(parents=True, exist_ok=True)
